@@ -1,0 +1,1 @@
+"""Ray actors: sharded virtual actors for conversations, presence and spatial indexes."""

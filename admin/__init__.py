@@ -1,0 +1,1 @@
+"""The operations dashboard: a starlette-admin app over the Tortoise models."""

@@ -1,0 +1,1 @@
+"""The `spotless` command: the embedded dev stack and each production process."""

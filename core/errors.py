@@ -1,0 +1,90 @@
+"""The one exception hierarchy. Domain code raises these; the edge and the admin translate them.
+
+Subclasses set class attributes only. `code` is a short stable string that clients branch on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+
+class SpotlessError(Exception):
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+
+    def __init__(self, detail: str | None = None, *, code: str | None = None) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        if code is not None:
+            self.code = code
+
+
+class Invalid(SpotlessError):
+    status = 422
+    code = "invalid"
+    title = "The request is not valid"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        field: str | None = None,
+        errors: list[FieldError] | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(detail, code=code)
+        self.errors = list(errors or [])
+        if field is not None:
+            self.errors.append(FieldError(field, detail or self.title))
+
+
+class Unauthenticated(SpotlessError):
+    status = 401
+    code = "unauthenticated"
+    title = "Authentication required"
+
+
+class Forbidden(SpotlessError):
+    status = 403
+    code = "forbidden"
+    title = "Not allowed"
+
+
+class NotFound(SpotlessError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class Conflict(SpotlessError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class RateLimited(SpotlessError):
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+    def __init__(self, detail: str | None = None, *, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = max(1, int(retry_after_s))
+
+
+class Unavailable(SpotlessError):
+    status = 503
+    code = "unavailable"
+    title = "A dependency is unavailable"
+
+    def __init__(self, detail: str | None = None, *, dependency: str, retry_after_s: int = 5) -> None:
+        super().__init__(detail or f"{dependency} is unavailable")
+        self.dependency = dependency
+        self.retry_after_s = retry_after_s

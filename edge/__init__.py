@@ -1,0 +1,1 @@
+"""The Sanic edge: REST blueprints per domain, WebSockets, authentication. Thin handlers only."""

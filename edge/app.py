@@ -1,0 +1,64 @@
+"""Building the Sanic application: config, blueprints, the error handler, lifecycle listeners."""
+
+from __future__ import annotations
+
+import logging
+
+from sanic import Sanic
+from sanic.config import Config
+
+from actors import runtime
+from core.settings import Settings, get_settings
+from edge import accounts, health, oauth, staff
+from edge.errors import handle_exception
+from edge.oauth import JwksCache
+from edge.observability import configure_logging, on_request, on_response
+from storage.bus import Bus
+from storage.db import close_database, open_database
+
+log = logging.getLogger("spotless.edge")
+
+
+def create_app(settings: Settings | None = None) -> Sanic:
+    settings = settings or get_settings()
+    config = Config()
+    config.REQUEST_MAX_SIZE = settings.max_body_bytes
+    config.FALLBACK_ERROR_FORMAT = "json"
+    config.OAS_URL_PREFIX = "/api/v1/docs"
+    config.CORS_ORIGINS = settings.cors_origins or ""
+    config.CORS_ALWAYS_SEND = False
+    config.CORS_SUPPORTS_CREDENTIALS = False
+    config.CORS_ALLOW_HEADERS = ["authorization", "content-type", "x-request-id"]
+    config.HEALTH = False
+    config.AUTO_EXTEND = True
+    config.KEEP_ALIVE_TIMEOUT = 75
+    app = Sanic("spotless", config=config)
+    app.ctx.settings = settings
+    app.ctx.jwks_cache = JwksCache(ttl_s=settings.jwks_cache_ttl_s)
+    app.ext.openapi.describe("Spotless API", version="1", description=(
+        "REST API of the Spotless marketplace. Errors are RFC 9457 problem details."))
+    app.ext.openapi.add_security_scheme("token", "http", scheme="bearer", bearer_format="<id>|<secret>")
+
+    for bp in (health.bp, accounts.bp, oauth.bp, staff.bp):
+        app.blueprint(bp)
+    app.error_handler.add(Exception, handle_exception)
+    app.on_request(on_request)
+    app.on_response(on_response)
+
+    @app.before_server_start
+    async def start(app: Sanic) -> None:
+        configure_logging(settings.log_level, as_json=settings.log_json)
+        if not settings.database_url:
+            raise SystemExit("DATABASE_URL is not set; run `spotless dev` for the embedded stack")
+        await open_database(settings)
+        app.ctx.bus = Bus(settings.nats_url or "nats://127.0.0.1:4222", name="spotless-edge")
+        app.ctx.bus.start()
+        runtime.connect(settings)
+
+    @app.after_server_stop
+    async def stop(app: Sanic) -> None:
+        await app.ctx.bus.close()
+        await close_database()
+        runtime.disconnect()
+
+    return app

@@ -1,0 +1,1 @@
+"""Durable work: JetStream consumers and scheduled jobs (push, e-mail, images, invoices)."""

@@ -1,0 +1,57 @@
+"""The NATS connection every process kind shares (edge, actors, jobs). Connects in the background
+and keeps reconnecting, so a process starts, and reports not-ready, while NATS is down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import nats
+from nats.aio.client import Client
+
+log = logging.getLogger("spotless.bus")
+
+
+class Bus:
+    def __init__(self, url: str, *, name: str) -> None:
+        self.url = url
+        self.name = name
+        self.client: Client | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.client is not None and self.client.is_connected
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._connect_forever())
+
+    async def _connect_forever(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                self.client = await nats.connect(
+                    self.url, name=self.name, max_reconnect_attempts=-1, reconnect_time_wait=1,
+                    connect_timeout=2, allow_reconnect=True,
+                )
+                return
+            except Exception as exc:  # nats-py raises several unrelated types on connect
+                log.warning("NATS not reachable at %s (%s); retrying", self.url, type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def wait_connected(self, timeout_s: float) -> bool:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not self.connected and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        return self.connected
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self.client is not None and not self.client.is_closed:
+            with contextlib.suppress(Exception):
+                await self.client.drain()

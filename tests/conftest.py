@@ -1,0 +1,170 @@
+"""Session-wide real services (PostgreSQL, NATS, Ray, a running edge) and factories."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from core.settings import Settings, get_settings
+from tests.fakes.oauth import OAuthFake
+from tests.stack import EdgeProcess, create_database, drop_database, start_edge, start_nats, start_postgres
+
+# Settings every process of the test session shares (the edge subprocess inherits them).
+TEST_ENV = {
+    "SPOTLESS_PASSWORD_HASH_TIME_COST": "1",
+    "SPOTLESS_PASSWORD_HASH_MEMORY_KIB": "8192",
+    "SPOTLESS_REGISTER_RATE_PER_IP": "100000",
+    "SPOTLESS_LOGIN_RATE_PER_IP": "100000",
+    "SPOTLESS_LOGIN_RATE_PER_EMAIL": "5",
+    "SPOTLESS_LOG_JSON": "true",
+    "SPOTLESS_GOOGLE_CLIENT_IDS": "spotless-web.apps.googleusercontent.com,spotless-ios.apps.googleusercontent.com",
+    "SPOTLESS_APPLE_CLIENT_IDS": "dev.spotless.app",
+    "SPOTLESS_FACEBOOK_APP_ID": "424242",
+    "SPOTLESS_FACEBOOK_APP_SECRET": "facebook-app-secret-for-tests",
+}
+
+
+@pytest.fixture(scope="session")
+def tmp_root() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="spotless-tests-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def oauth_fake() -> Iterator[OAuthFake]:
+    fake = OAuthFake()
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def services(tmp_root: Path, oauth_fake: OAuthFake) -> AsyncIterator[dict[str, str]]:
+    """Real PostgreSQL, NATS and Ray; returns the environment every Spotless process gets."""
+    import ray
+
+    from storage.migrate import migrate
+
+    stoppers: list[Any] = []
+    server_url = os.environ.get("DATABASE_URL", "")
+    if server_url:
+        database_url, db_name = await create_database(server_url)
+    else:
+        pg = start_postgres(tmp_root)
+        stoppers.append(pg.stop)
+        database_url, db_name = await create_database(pg.url)
+        server_url = pg.url
+    nats_url = os.environ.get("NATS_URL", "")
+    if not nats_url:
+        nats = start_nats(tmp_root)
+        stoppers.append(nats.stop)
+        nats_url = nats.url
+    ray.init(namespace=f"spotless-test-{secrets.token_hex(3)}", include_dashboard=False,
+             num_cpus=2, log_to_driver=False, logging_level="WARNING")
+    ray_address = ray.get_runtime_context().gcs_address
+    await migrate(database_url)
+    env = {
+        **TEST_ENV,
+        "DATABASE_URL": database_url,
+        "NATS_URL": nats_url,
+        "RAY_ADDRESS": ray_address,
+        "SPOTLESS_DATA_DIR": str(tmp_root / "data"),
+        "SPOTLESS_RAY_NAMESPACE": ray.get_runtime_context().namespace,
+        **oauth_fake.settings_env(),
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    get_settings.cache_clear()
+    try:
+        yield env
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()
+        ray.shutdown()
+        await drop_database(server_url, db_name)
+        for stop in reversed(stoppers):
+            stop()
+
+
+@pytest.fixture(scope="session")
+def settings(services: dict[str, str]) -> Settings:
+    return get_settings()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session", autouse=False)
+async def db(services: dict[str, str], settings: Settings) -> AsyncIterator[None]:
+    """The test process's own Tortoise connection to the session database."""
+    from storage.db import close_database, open_database
+
+    await open_database(settings)
+    yield
+    await close_database()
+
+
+@pytest.fixture(scope="session")
+def edge(services: dict[str, str], tmp_root: Path) -> Iterator[EdgeProcess]:
+    process = start_edge(services, tmp_root)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def api(edge: EdgeProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=edge.url, timeout=30) as client:
+        yield client
+
+
+# --- factories: real accounts made through the public API ---
+
+STRONG_PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Account:
+    id: str
+    email: str
+    password: str
+    token: str
+    role: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def unique_email(prefix: str = "user") -> str:
+    return f"{prefix}.{secrets.token_hex(5)}@example.com"
+
+
+def register(api: httpx.Client, *, role: str = "client", email: str | None = None,
+             password: str = STRONG_PASSWORD, name: str = "Test Person") -> Account:
+    email = email or unique_email(role)
+    response = api.post("/api/v1/auth/register",
+                        json={"email": email, "password": password, "name": name, "role": role,
+                              "device_name": "pytest"})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return Account(body["user"]["id"], body["user"]["email"], password, body["token"], role)
+
+
+@pytest.fixture
+def make_account(api: httpx.Client) -> Any:
+    def make(**kwargs: Any) -> Account:
+        return register(api, **kwargs)
+
+    return make

@@ -1,0 +1,2 @@
+def test_healthz(api):
+    assert api.get("/healthz").json() == {"status": "ok"}

@@ -50,7 +50,8 @@ COMMON_PASSWORDS = frozenset(
 def normalise_email(raw: str) -> str:
     """Trim, NFC-normalise and lower-case an address; raise Invalid when it is not one."""
     email = unicodedata.normalize("NFC", raw.strip()).lower()
-    if len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email):
+    invisible = any(unicodedata.category(ch)[0] in "CZ" for ch in email)
+    if invisible or len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email):
         raise Invalid("must be a valid e-mail address", field="email")
     return email
 

@@ -16,7 +16,7 @@ async def hit(key: str, *, limit: int, window_s: int) -> None:
     epoch = int(now.timestamp())
     window_start = now - timedelta(seconds=epoch % window_s, microseconds=now.microsecond)
     conn = connections.get("default")
-    _, rows = await conn.execute_query(
+    rows = await conn.execute_query_dict(
         """INSERT INTO rate_limit_hits (key, window_start, hits) VALUES ($1, $2, 1)
            ON CONFLICT (key, window_start) DO UPDATE SET hits = rate_limit_hits.hits + 1
            RETURNING hits""",

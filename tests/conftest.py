@@ -121,6 +121,10 @@ def edge(services: dict[str, str], tmp_root: Path) -> Iterator[EdgeProcess]:
     process = start_edge(services, tmp_root)
     yield process
     process.stop()
+    # Kept for reading after a failure; tests/artifacts is ignored by git.
+    artifacts = Path(__file__).parent / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    shutil.copy(process.log, artifacts / "edge.log")
 
 
 @pytest.fixture

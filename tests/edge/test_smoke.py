@@ -1,2 +1,0 @@
-def test_healthz(api):
-    assert api.get("/healthz").json() == {"status": "ok"}

@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,17 @@ PG_DATABASE = "spotless"
 
 
 class EmbeddedError(RuntimeError):
-    """A one-line, actionable reason why an embedded server could not start."""
+    """A one-line, actionable reason why an embedded server (or the dev stack) could not start."""
+
+
+def _postgres_bin_dir() -> Path:
+    """pgserver's bundled PostgreSQL binaries."""
+    with warnings.catch_warnings():
+        # Importing pgserver asks platformdirs for a runtime folder, which warns when
+        # XDG_RUNTIME_DIR is unset (containers, CI); the server run here never uses that folder.
+        warnings.simplefilter("ignore")
+        from pgserver._commands import POSTGRES_BIN_PATH
+    return Path(POSTGRES_BIN_PATH)
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -44,7 +55,7 @@ def free_port() -> int:
 def require_free_port(port: int, what: str, setting: str) -> None:
     if not port_is_free(port):
         raise EmbeddedError(
-            f"port {port} for the embedded {what} is taken (another `spotless dev`?); "
+            f"port {port} for the {what} is taken (another `spotless dev`?); "
             f"stop that process or set {setting} to a free port"
         )
 
@@ -92,23 +103,25 @@ class EmbeddedPostgres:
         """Postgres refuses to run as root; pgserver's convention is a `pgserver` system user."""
         if os.geteuid() != 0:
             return {}
+        _postgres_bin_dir()  # imports pgserver quietly
         from pgserver.utils import ensure_prefix_permissions, ensure_user_exists
 
         entry = ensure_user_exists("pgserver")
+        if entry is None:
+            raise EmbeddedError("PostgreSQL refuses to run as root and the `pgserver` system user "
+                                "could not be created; run as a normal user or set DATABASE_URL")
         ensure_prefix_permissions(self.data_dir)
         for path in [self.data_dir, *self.data_dir.rglob("*")]:
             os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
         return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
     def start(self) -> None:
-        from pgserver._commands import POSTGRES_BIN_PATH
-
-        require_free_port(self.port, "PostgreSQL", "SPOTLESS_EMBEDDED_PG_PORT")
+        require_free_port(self.port, "embedded PostgreSQL", "SPOTLESS_EMBEDDED_PG_PORT")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)
         run_as = self._run_as()
+        bin_dir = _postgres_bin_dir()
         if os.geteuid() == 0:
-            bin_dir = POSTGRES_BIN_PATH
             for folder in (bin_dir, bin_dir.parent / "lib", bin_dir.parent / "share"):
                 if folder.exists():
                     for path in [folder, *folder.rglob("*")]:
@@ -118,7 +131,7 @@ class EmbeddedPostgres:
         log = self.data_dir.parent / "postgres.log"
         if not (self.data_dir / "PG_VERSION").exists():
             result = subprocess.run(
-                [str(POSTGRES_BIN_PATH / "initdb"), "-D", str(self.data_dir), "--auth=trust",
+                [str(bin_dir / "initdb"), "-D", str(self.data_dir), "--auth=trust",
                  "--encoding=UTF8", "--locale=C", "-U", PG_USER],
                 capture_output=True, text=True, **run_as,  # type: ignore[call-overload]
             )
@@ -127,7 +140,7 @@ class EmbeddedPostgres:
                 raise EmbeddedError(f"initdb failed for {self.data_dir}: {last}")
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
-                [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(self.data_dir), "-h", "127.0.0.1",
+                [str(bin_dir / "postgres"), "-D", str(self.data_dir), "-h", "127.0.0.1",
                  "-p", str(self.port), "-c", "unix_socket_directories=", "-c", "max_connections=200",
                  "-c", "fsync=on"],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
@@ -137,9 +150,7 @@ class EmbeddedPostgres:
         self._create_database(log)
 
     def _create_database(self, log: Path) -> None:
-        from pgserver._commands import POSTGRES_BIN_PATH
-
-        psql = [str(POSTGRES_BIN_PATH / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", PG_USER,
+        psql = [str(_postgres_bin_dir() / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", PG_USER,
                 "-d", "postgres", "-tAc"]
         deadline = time.monotonic() + 20
         while True:
@@ -182,7 +193,7 @@ class EmbeddedNats:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        require_free_port(self.port, "NATS server", "SPOTLESS_EMBEDDED_NATS_PORT")
+        require_free_port(self.port, "embedded NATS server", "SPOTLESS_EMBEDDED_NATS_PORT")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.data_dir.parent / "nats.log"
         with open(log, "ab") as out:

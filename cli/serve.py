@@ -15,7 +15,7 @@ def serve_edge(settings: Settings, *, host: str, port: int, workers: int) -> Non
     try:
         require_free_port(port, "edge", "SPOTLESS_EDGE_PORT")
     except EmbeddedError as exc:
-        raise SystemExit(f"spotless edge: {str(exc).replace('embedded ', '')}") from None
+        raise SystemExit(f"spotless edge: {exc}") from None
     loader = AppLoader(factory=create_app)
     app = loader.load()
     if workers == 1:
@@ -34,5 +34,5 @@ def serve_admin(settings: Settings, *, host: str, port: int) -> None:
     try:
         require_free_port(port, "admin", "SPOTLESS_ADMIN_PORT")
     except EmbeddedError as exc:
-        raise SystemExit(f"spotless admin: {str(exc).replace('embedded ', '')}") from None
+        raise SystemExit(f"spotless admin: {exc}") from None
     uvicorn.run("admin.app:create_app", factory=True, host=host, port=port, log_level="warning")

@@ -1,0 +1,110 @@
+"""The one place where the admin turns errors into responses.
+
+Domain errors (core.errors) raised by admin actions become RFC 9457 problem details for API
+calls (the dashboard's fetch/XHR endpoints under `/_api/`) and a readable page for everything
+else; an unexpected exception becomes a logged 500 with an error id. A domain `Invalid` raised
+while saving a form becomes that form's field errors instead, so staff see the message next to
+the field. Nothing else in the admin builds an error response.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from typing import Any
+from uuid import uuid4
+
+from jinja2 import Environment, PackageLoader
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette_admin.exceptions import FormValidationError
+
+from core.errors import Invalid, RateLimited, SpotlessError, Unavailable
+
+log = logging.getLogger("spotless.admin")
+
+PROBLEM_TYPE_PREFIX = "urn:spotless:problem:"
+_pages = Environment(loader=PackageLoader("admin", "templates"), autoescape=True)
+
+
+def wants_json(request: Request) -> bool:
+    """API calls get problem JSON: the `/_api/` endpoints and clients that ask for JSON."""
+    if "/_api/" in request.url.path:
+        return True
+    accept = request.headers.get("accept", "")
+    return "json" in accept and "text/html" not in accept
+
+
+def problem_response(
+    request: Request,
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Response:
+    """A problem document for API calls, the same message as a page for a browser."""
+    if wants_json(request):
+        body: dict[str, Any] = {
+            "type": PROBLEM_TYPE_PREFIX + code,
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "code": code,
+            "instance": request.url.path,
+            # starlette-admin's action scripts show `msg` to the user.
+            "msg": detail,
+            **(extra or {}),
+        }
+        if errors:
+            body["errors"] = errors
+        return JSONResponse(body, status_code=status, headers=headers,
+                            media_type="application/problem+json")
+    page = _pages.get_template("spotless/problem.html").render(
+        status=status, title=title, detail=detail, errors=errors or [], extra=extra or {},
+        home=request.scope.get("root_path") or "/",
+    )
+    return HTMLResponse(page, status_code=status, headers=headers)
+
+
+async def handle_domain_error(request: Request, exc: Exception) -> Response:
+    """Translate a core.errors.SpotlessError (registered once, for the base class)."""
+    assert isinstance(exc, SpotlessError)
+    headers: dict[str, str] = {}
+    if isinstance(exc, RateLimited | Unavailable):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    errors = (
+        [{"field": e.field, "message": e.message} for e in exc.errors]
+        if isinstance(exc, Invalid)
+        else None
+    )
+    return problem_response(request, status=exc.status, code=exc.code, title=exc.title,
+                            detail=exc.detail, errors=errors, headers=headers)
+
+
+async def handle_unexpected_error(request: Request, exc: Exception) -> Response:
+    error_id = uuid4().hex
+    log.error("unhandled admin error", exc_info=exc,
+              extra={"error_id": error_id, "path": request.url.path})
+    return problem_response(
+        request, status=500, code="internal_error", title="Internal server error",
+        detail=f"something went wrong on our side; quote error id {error_id} when reporting it",
+        extra={"error_id": error_id},
+    )
+
+
+def install_error_handlers(app: Starlette) -> None:
+    """Register the translation on the admin's own Starlette app (before its first request)."""
+    app.add_exception_handler(SpotlessError, handle_domain_error)
+    app.add_exception_handler(Exception, handle_unexpected_error)
+
+
+def as_form_errors(exc: Invalid, form_fields: Collection[str]) -> FormValidationError | None:
+    """The field messages of an Invalid whose fields are all on the form, else None."""
+    if not exc.errors or any(e.field not in form_fields for e in exc.errors):
+        return None
+    return FormValidationError({e.field: e.message for e in exc.errors})

@@ -26,8 +26,9 @@ class ServiceType(Model):
 
 
 class CleanerProfile(Model):
-    user = fields.OneToOneField("models.User", related_name="cleaner_profile", primary_key=True,
-                                on_delete=fields.CASCADE)
+    # A plain UUID key (the user's id), not a OneToOneField: Tortoise cannot write foreign keys
+    # that point at a model whose primary key is itself a relation.
+    user_id = fields.UUIDField(primary_key=True)
     bio = fields.TextField(default="")
     photo_path = fields.CharField(max_length=300, null=True)
     time_zone = fields.CharField(max_length=64, default="Europe/London")
@@ -36,6 +37,7 @@ class CleanerProfile(Model):
     verification_status = fields.CharField(max_length=16, default="unsubmitted")
     verification_reason = fields.TextField(null=True)
     verified_at = fields.DatetimeField(null=True)
+    verification_changed_at = fields.DatetimeField(auto_now_add=True)  # orders the review queue
     rating_avg = fields.DecimalField(max_digits=3, decimal_places=2, default=0)
     rating_count = fields.IntField(default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -124,20 +126,3 @@ class CleanerPresence(Model):
 
     class Meta:
         table = "cleaner_presence"
-
-
-class Booking(Model):
-    """Booked time; the bookings issue grows this into the full lifecycle."""
-
-    id = fields.UUIDField(primary_key=True, default=new_id)
-    client = fields.ForeignKeyField("models.User", related_name="client_bookings", on_delete=fields.RESTRICT)
-    cleaner = fields.ForeignKeyField("models.CleanerProfile", related_name="bookings", on_delete=fields.RESTRICT)
-    service = fields.ForeignKeyField("models.ServiceType", related_name=False, on_delete=fields.RESTRICT)
-    state = fields.CharField(max_length=16)
-    starts_at = fields.DatetimeField()
-    ends_at = fields.DatetimeField()
-    created_at = fields.DatetimeField(auto_now_add=True)
-    updated_at = fields.DatetimeField(auto_now=True)
-
-    class Meta:
-        table = "bookings"

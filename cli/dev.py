@@ -14,6 +14,7 @@ a process behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -34,7 +35,7 @@ import httpx
 from cli.embedded import EmbeddedError, EmbeddedNats, EmbeddedPostgres, require_free_port
 from core.settings import Settings
 
-START_TIMEOUT_S = 60.0
+START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 15.0
 
 
@@ -75,24 +76,28 @@ class Child:
                     return line
                 return str(entry.get("msg", line)) if isinstance(entry, dict) else line
             return line
-        return f"exit code {self.proc.returncode}"
+        return "nothing in its log"
 
     def terminate(self) -> None:
-        if self.proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
             self.proc.send_signal(signal.SIGTERM)
 
-    def wait_stopped(self, deadline: float) -> int:
-        """Wait for the exit asked for by terminate(), SIGKILL at the deadline; the exit code."""
+    def wait_stopped(self, deadline: float) -> str | None:
+        """Wait for the exit asked for by terminate(), SIGKILL at the deadline; what went wrong."""
+        problem = None
         try:
             self.proc.wait(max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+            problem = "did not stop on SIGTERM in time and was killed"
         try:  # a straggler of its own (e.g. a server worker) must not outlive it
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        return self.proc.returncode
+        if problem is None and self.proc.returncode not in (0, -signal.SIGTERM):
+            problem = f"exited with code {self.proc.returncode} while stopping"
+        return f"the {self.name} {problem}: {self.last_words()} (log: {self.log})" if problem else None
 
 
 @dataclass
@@ -103,6 +108,7 @@ class Stack:
     nats: EmbeddedNats | None = None
     ray_started: bool = False
     children: list[Child] = field(default_factory=list)
+    stop_timeout_s: float = STOP_TIMEOUT_S
 
     @property
     def started_anything(self) -> bool:
@@ -111,14 +117,15 @@ class Stack:
     def stop(self) -> bool:
         """Stop it all; False when a child did not exit cleanly on SIGTERM."""
         clean = True
-        for child in self.children:  # signal all first, so that they drain in parallel
+        # One that already exited was reported when it did; say nothing more about it here.
+        running = [child for child in self.children if child.proc.poll() is None]
+        for child in running:  # signal all first, so that they drain in parallel
             child.terminate()
-        deadline = time.monotonic() + STOP_TIMEOUT_S
+        deadline = time.monotonic() + self.stop_timeout_s
         for child in self.children:
-            code = child.wait_stopped(deadline)
-            if code not in (0, -signal.SIGTERM):
-                _fail(f"the {child.name} exited with code {code} while stopping: "
-                      f"{child.last_words()} (log: {child.log})")
+            problem = child.wait_stopped(deadline)
+            if problem and child in running:
+                _fail(problem)
                 clean = False
         steps = [
             ("Ray", self._stop_ray),
@@ -155,28 +162,33 @@ def run_dev(settings: Settings, *, seed: bool = False) -> int:
 
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     handle_signals()
-    stack = Stack()
-    code = 0
+    # workers finish the jobs in hand for up to job_shutdown_grace_s before they exit
+    stack = Stack(stop_timeout_s=max(STOP_TIMEOUT_S, settings.job_shutdown_grace_s + 5))
+    error = ""
     try:
         _start(settings, stack, seed=seed, stop_requested=stop_requested, handle_signals=handle_signals)
         _say("ready; press Ctrl-C to stop")
-        code = _watch(stack.children, stop_requested)
+        _watch(stack.children, stop_requested)
     except _StopRequested:
-        code = 0
+        pass
     except EmbeddedError as exc:
-        _fail(str(exc))
-        code = 1
+        error = str(exc)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        clean = True
         if stack.started_anything:
-            _say("stopping")
-            if not stack.stop():
-                code = code or 1
-            _say("stopped")
+            if not error:
+                _say("stopping")
+            clean = stack.stop()
+            if not error:
+                _say("stopped")
+        if error:  # last, so that it is the line the terminal ends on
+            _fail(error)
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return code
+            if handler is not None:
+                signal.signal(sig, handler)
+    return 1 if error or not clean else 0
 
 
 def _start(settings: Settings, stack: Stack, *, seed: bool, stop_requested: threading.Event,
@@ -245,11 +257,10 @@ def _start(settings: Settings, stack: Stack, *, seed: bool, stop_requested: thre
         stack.children.append(Child(name, proc, log))
     children = {child.name: child for child in stack.children}
     edge_url = f"http://{_connect_host(settings.edge_host)}:{settings.edge_port}"
-    _wait_until_ready(children["edge"], lambda: _answers_ready(edge_url), stop_requested,
-                      f"answer 200 on {edge_url}/readyz")
+    _wait_until_ready(children["edge"], lambda: _not_ready(edge_url), stop_requested)
     _wait_until_ready(children["admin"],
-                      lambda: _listens(_connect_host(settings.admin_host), settings.admin_port),
-                      stop_requested, f"listen on port {settings.admin_port}")
+                      lambda: _not_listening(_connect_host(settings.admin_host), settings.admin_port),
+                      stop_requested)
     _say(f"API                  http://{settings.edge_host}:{settings.edge_port}/api/v1  "
          f"(OpenAPI at /api/v1/docs/openapi.json, health at /readyz)")
     _say(f"admin                http://{settings.admin_host}:{settings.admin_port}/admin")
@@ -264,27 +275,41 @@ def _check_ports(settings: Settings) -> None:
         wanted.append((settings.embedded_pg_port, "embedded PostgreSQL", "SPOTLESS_EMBEDDED_PG_PORT"))
     if not settings.nats_url:
         wanted.append((settings.embedded_nats_port, "embedded NATS server", "SPOTLESS_EMBEDDED_NATS_PORT"))
-    seen: dict[int, str] = {}
-    for port, _what, setting in wanted:
-        if port in seen:
-            raise EmbeddedError(f"{seen[port]} and {setting} are both {port}; give each its own port")
-        seen[port] = setting
+    setting_of: dict[int, str] = {}
+    for port, _, setting in wanted:
+        if port in setting_of:
+            raise EmbeddedError(f"{setting_of[port]} and {setting} are both {port}; give each its own port")
+        setting_of[port] = setting
     for port, what, setting in wanted:
         require_free_port(port, what, setting)
 
 
-def _start_ray(settings: Settings) -> str:
+def _start_ray(settings: Settings, *, attempts: int = 2) -> str:
     import logging
 
+    import psutil  # pgserver's dependency
     import ray
 
-    try:
-        ray.init(namespace=settings.ray_namespace, include_dashboard=False,
-                 logging_level=logging.WARNING, log_to_driver=False)
-        return str(ray.get_runtime_context().gcs_address)
-    except Exception as exc:  # Ray raises many types; all mean "no local Ray"
-        raise EmbeddedError(f"a local Ray did not start: {type(exc).__name__}: {exc} "
-                            f"(logs in /tmp/ray/session_latest/logs; or set RAY_ADDRESS)") from None
+    for attempt in range(1, attempts + 1):
+        ours_before = {child.pid for child in psutil.Process().children()}
+        try:
+            ray.init(namespace=settings.ray_namespace, include_dashboard=False,
+                     logging_level=logging.WARNING, log_to_driver=False)
+            return str(ray.get_runtime_context().gcs_address)
+        except Exception as exc:  # Ray raises many types; all mean "no local Ray"
+            # Ray waits a fixed 30 s for its raylet, which a busy machine can exceed. A failed
+            # ray.init leaves its half-started processes running: stop them, then try once more.
+            ray.shutdown()
+            leftovers = [proc for child in psutil.Process().children() if child.pid not in ours_before
+                         for proc in [*child.children(recursive=True), child]]
+            for proc in leftovers:
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+            psutil.wait_procs(leftovers, timeout=5)
+            if attempt == attempts:
+                raise EmbeddedError(f"a local Ray did not start: {type(exc).__name__}: {exc} "
+                                    f"(logs in /tmp/ray/session_latest/logs; or set RAY_ADDRESS)") from None
+    raise AssertionError("unreachable")
 
 
 def _seed(env: dict[str, str]) -> None:
@@ -297,45 +322,53 @@ def _seed(env: dict[str, str]) -> None:
         _say(f"seed                 {line}")
 
 
-def _wait_until_ready(child: Child, ready: Callable[[], bool], stop_requested: threading.Event,
-                      what: str) -> None:
+def _wait_until_ready(child: Child, not_ready: Callable[[], str | None],
+                      stop_requested: threading.Event) -> None:
+    """Poll `not_ready` (None once ready, else why not) until the child is ready or gives up."""
     deadline = time.monotonic() + START_TIMEOUT_S
-    while not ready():
+    while (why := not_ready()) is not None:
         if stop_requested.is_set():
             raise _StopRequested
         if child.proc.poll() is not None:
             raise EmbeddedError(f"the {child.name} exited at start with code {child.proc.returncode}: "
                                 f"{child.last_words()} (log: {child.log})")
         if time.monotonic() > deadline:
-            raise EmbeddedError(f"the {child.name} did not {what} within {START_TIMEOUT_S:.0f} s: "
-                                f"{child.last_words()} (log: {child.log})")
+            raise EmbeddedError(f"the {child.name} is not ready after {START_TIMEOUT_S:.0f} s: "
+                                f"{why} (log: {child.log})")
         stop_requested.wait(0.2)
 
 
-def _watch(children: list[Child], stop_requested: threading.Event) -> int:
-    """Wait for Ctrl-C; 1 when a child stops by itself first."""
+def _watch(children: list[Child], stop_requested: threading.Event) -> None:
+    """Wait for Ctrl-C or SIGTERM; EmbeddedError when a child stops by itself first."""
     while not stop_requested.wait(0.3):
         for child in children:
             if child.proc.poll() is not None:
-                _fail(f"the {child.name} exited with code {child.proc.returncode}: "
-                      f"{child.last_words()} (log: {child.log}); stopping everything")
-                return 1
-    return 0
+                raise EmbeddedError(f"the {child.name} stopped by itself with code "
+                                    f"{child.proc.returncode}: {child.last_words()} "
+                                    f"(log: {child.log}); stopped everything else")
 
 
-def _answers_ready(url: str) -> bool:
+def _not_ready(url: str) -> str | None:
+    """Why the edge at `url` is not ready (its /readyz detail), or None when it is."""
     try:
-        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+        response = httpx.get(f"{url}/readyz", timeout=2)
+    except httpx.HTTPError as exc:
+        return f"{url}/readyz does not answer ({type(exc).__name__})"
+    if response.status_code == 200:
+        return None
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        detail = None
+    return f"{url}/readyz answers {response.status_code}" + (f" ({detail})" if detail else "")
 
 
-def _listens(host: str, port: int) -> bool:
+def _not_listening(host: str, port: int) -> str | None:
     try:
         with socket.create_connection((host, port), timeout=0.3):
-            return True
+            return None
     except OSError:
-        return False
+        return f"nothing listens on {host}:{port}"
 
 
 def _connect_host(bind_host: str) -> str:

@@ -1,4 +1,4 @@
-"""`spotless <command>`: dev, migrate, seed, edge, admin, worker, users."""
+"""`spotless <command>`: dev, migrate, seed, edge, admin, worker, relay, users."""
 
 from __future__ import annotations
 
@@ -30,7 +30,12 @@ def cmd_seed(args: argparse.Namespace) -> None:
     if not args.demo:
         sys.exit("spotless seed: say what to seed, e.g. `spotless seed --demo`")
     _need_database()
-    print(asyncio.run(seed_demo(get_settings())))
+    try:
+        print(asyncio.run(seed_demo(get_settings())))
+    except SpotlessError as exc:
+        sys.exit(f"spotless seed: {exc.detail}")
+    except OSError as exc:  # the database is not reachable
+        sys.exit(f"spotless seed: cannot reach the database: {exc}")
 
 
 def cmd_edge(args: argparse.Namespace) -> None:
@@ -104,8 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     admin.set_defaults(func=cmd_admin)
 
     worker = sub.add_parser("worker", help="run job workers")
-    worker.add_argument("kinds", nargs="*", help="email (more arrive with the jobs issue) or all")
+    worker.add_argument("kinds", nargs="*", help="email, push, images, relay or all (the default)")
     worker.set_defaults(func=cmd_worker)
+    sub.add_parser("relay", help="publish outbox events to JetStream").set_defaults(
+        func=lambda args: cmd_worker(argparse.Namespace(kinds=["relay"])))
 
     users = sub.add_parser("users", help="manage accounts")
     users_sub = users.add_subparsers(dest="users_command", required=True)

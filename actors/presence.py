@@ -1,0 +1,140 @@
+"""PresenceShard: which cleaners are online, with a heartbeat deadline and a last location.
+
+Cleaners map to shards by rendezvous hashing (`core.sharding.shard_of_cleaner`). A cleaner is
+online while now < last heartbeat + `presence_timeout_s`; nobody has to mark them offline.
+
+Postgres is the truth for "last seen": heartbeats mark the cleaner dirty and a background loop
+writes every dirty cleaner in one statement each `presence_flush_s`, so a heartbeat costs no
+database round trip. A shard that starts (or restarts) loads, in one query, the cleaners seen
+within the timeout and keeps them online until their deadline. Losing the last few seconds of
+heartbeats on a crash is acceptable: the app heartbeats again well within the timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import ray
+
+from core.settings import Settings
+from core.sharding import shard_of_cleaner
+from storage.db import asyncpg_dsn
+
+log = logging.getLogger("spotless.actors.presence")
+
+# Only cleaners with a profile have a presence row; the join skips anyone else.
+_FLUSH_SQL = """
+INSERT INTO cleaner_presence (cleaner_id, last_seen_at, lat, lng)
+SELECT u.id, u.seen, u.lat, u.lng
+FROM unnest($1::uuid[], $2::timestamptz[], $3::float8[], $4::float8[]) AS u(id, seen, lat, lng)
+JOIN cleaner_profiles p ON p.user_id = u.id
+ON CONFLICT (cleaner_id) DO UPDATE
+SET last_seen_at = GREATEST(cleaner_presence.last_seen_at, EXCLUDED.last_seen_at),
+    lat = EXCLUDED.lat, lng = EXCLUDED.lng
+"""
+
+
+@ray.remote
+class PresenceShard:
+    def __init__(self, settings: Settings, shard: int, shard_count: int) -> None:
+        self.settings = settings
+        self.shard = shard
+        self.shard_count = shard_count
+        self.timeout_s = settings.presence_timeout_s
+        self.seen: dict[str, tuple[float, float | None, float | None]] = {}  # id -> (unix time, lat, lng)
+        self.dirty: set[str] = set()
+        self.pool: asyncpg.Pool | None = None
+        self.loaded = False
+        self.load_lock: asyncio.Lock | None = None
+        self.flusher: asyncio.Task[None] | None = None
+
+    async def _ensure_loaded(self) -> None:
+        if self.loaded:
+            return
+        if self.load_lock is None:
+            self.load_lock = asyncio.Lock()
+        async with self.load_lock:
+            if self.loaded:
+                return
+            self.pool = await asyncpg.create_pool(asyncpg_dsn(self.settings.database_url),
+                                                  min_size=1, max_size=2)
+            rows = await self.pool.fetch(
+                "SELECT cleaner_id::text, last_seen_at, lat, lng FROM cleaner_presence "
+                "WHERE last_seen_at > now() - make_interval(secs => $1)", self.timeout_s)
+            for cid, seen_at, lat, lng in rows:
+                if shard_of_cleaner(cid, self.shard_count) == self.shard:
+                    self.seen[cid] = (seen_at.timestamp(), lat, lng)
+            self.flusher = asyncio.get_running_loop().create_task(self._flush_forever())
+            self.loaded = True
+
+    async def heartbeat(self, beats: list[tuple[str, float, float]]) -> int:
+        """Record (cleaner_id, lat, lng) heartbeats; returns how many cleaners are online here."""
+        await self._ensure_loaded()
+        now = time.time()
+        for cid, lat, lng in beats:
+            self.seen[cid] = (now, lat, lng)
+            self.dirty.add(cid)
+        return len(beats)
+
+    async def online(self, cleaner_ids: list[str]) -> list[bool]:
+        await self._ensure_loaded()
+        deadline = time.time() - self.timeout_s
+        return [cid in self.seen and self.seen[cid][0] > deadline for cid in cleaner_ids]
+
+    async def locations(self, cleaner_ids: list[str]) -> list[tuple[float, float] | None]:
+        """Last known (lat, lng) of each cleaner while online, else None."""
+        await self._ensure_loaded()
+        deadline = time.time() - self.timeout_s
+        out: list[tuple[float, float] | None] = []
+        for cid in cleaner_ids:
+            seen = self.seen.get(cid)
+            ok = seen is not None and seen[0] > deadline and seen[1] is not None
+            out.append((seen[1], seen[2]) if ok and seen is not None else None)  # type: ignore[misc]
+        return out
+
+    async def flush(self) -> int:
+        """Write every dirty cleaner's last_seen in one statement; returns how many."""
+        await self._ensure_loaded()
+        if not self.dirty:
+            return 0
+        ids, self.dirty = list(self.dirty), set()
+        seen = [self.seen[c] for c in ids]
+        assert self.pool is not None
+        try:
+            await self.pool.execute(
+                _FLUSH_SQL, ids, [datetime.fromtimestamp(s[0], UTC) for s in seen],
+                [s[1] for s in seen], [s[2] for s in seen])
+        except BaseException:
+            self.dirty.update(ids)  # try again next round
+            raise
+        # Forget cleaners long gone, so the map holds the online set, not everyone ever seen.
+        stale = time.time() - 10 * self.timeout_s
+        for cid in [c for c, s in self.seen.items() if s[0] < stale and c not in self.dirty]:
+            del self.seen[cid]
+        return len(ids)
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.presence_flush_s)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("presence shard %d could not write last_seen", self.shard)
+
+    async def pid(self) -> int:
+        return os.getpid()
+
+
+def presence_shard(settings: Settings, shard: int, *, prefix: str | None = None) -> Any:
+    count = settings.presence_shards
+    name = f"{prefix or settings.presence_shard_prefix}-{shard}-of-{count}"
+    return PresenceShard.options(  # type: ignore[attr-defined]
+        name=name, namespace=settings.ray_namespace, get_if_exists=True, lifetime="detached",
+        max_restarts=-1, max_task_retries=3, max_concurrency=64, num_cpus=0,
+    ).remote(settings, shard, count)

@@ -1,0 +1,232 @@
+"""Benchmark: "who serves this point" through the spatial shards vs PostGIS, in the same run.
+
+Builds N service areas (5-15 km across, 16-24 corners) over a region scaled so that a random
+point in it is covered by about `--coverage` areas, writes them to a fresh database (the real
+`service_areas` table, from which the shards load exactly as in production, and a PostGIS table
+with a GiST index), then drives both with 1, 16 and 64 concurrent clients and prints queries/s,
+p50, p99, the ratio, and the index memory per million areas. Not a test; PostGIS is only needed
+here (apt-get install postgresql-15-postgis-3), never by the product.
+
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test .venv/bin/python -m bench.spatial \
+        --areas 100000 --areas 1000000 --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import secrets
+import statistics
+import time
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import numpy as np
+import psutil
+import ray
+import shapely
+
+from actors.clients import SpatialClient
+from core.settings import Settings
+from storage.db import asyncpg_dsn
+from storage.migrate import migrate
+
+KM_PER_DEG_LAT = 111.195
+
+
+def make_areas(n: int, *, coverage: float, seed: int) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """n jittered-circle polygons 5-15 km across, and the region (lat0, lng0, lat1, lng1) they span."""
+    rng = np.random.default_rng(seed)
+    mean_area_km2 = math.pi * 5.0**2 * 1.08  # E[r²] for r uniform in [2.5, 7.5] km is 27.1
+    side_km = math.sqrt(n * mean_area_km2 / coverage)
+    lat0 = 40.0
+    lat1 = lat0 + side_km / KM_PER_DEG_LAT
+    mid = math.radians((lat0 + lat1) / 2)
+    lng0 = -5.0
+    lng1 = lng0 + side_km / (KM_PER_DEG_LAT * math.cos(mid))
+    lat = rng.uniform(lat0, lat1, n)
+    lng = rng.uniform(lng0, lng1, n)
+    radius_km = rng.uniform(2.5, 7.5, n)
+    polygons = np.empty(n, dtype=object)
+    corner_counts = rng.choice([16, 20, 24], n)
+    for corners in (16, 20, 24):
+        chosen = np.flatnonzero(corner_counts == corners)
+        angle = np.linspace(0, 2 * np.pi, corners, endpoint=False)[None, :]
+        jitter = rng.uniform(0.8, 1.0, (len(chosen), corners))
+        r = radius_km[chosen, None] * jitter
+        ys = lat[chosen, None] + r * np.sin(angle) / KM_PER_DEG_LAT
+        xs = lng[chosen, None] + r * np.cos(angle) / (KM_PER_DEG_LAT * np.cos(np.radians(lat[chosen, None])))
+        coords = np.stack([xs, ys], axis=-1)
+        coords = np.concatenate([coords, coords[:, :1]], axis=1).round(6)
+        polygons[chosen] = shapely.polygons(coords)
+    return polygons, (lat0, lng0, lat1, lng1)
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(asyncpg_dsn(url))
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+
+
+async def build_database(server_url: str, polygons: np.ndarray) -> str:
+    name = f"spotless_bench_{secrets.token_hex(3)}"
+    admin = await asyncpg.connect(asyncpg_dsn(server_url))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    url = with_database(server_url, name)
+    await migrate(url)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+        await conn.execute("""CREATE UNLOGGED TABLE bench_input (id uuid, geojson text, min_lng float8,
+                              min_lat float8, max_lng float8, max_lat float8, wkb bytea)""")
+        ids = [f"00000000-0000-4000-8000-{i:012x}" for i in range(len(polygons))]
+        bounds = shapely.bounds(polygons)
+        step = 100_000
+        for a in range(0, len(polygons), step):
+            chunk = polygons[a:a + step]
+            records = zip(ids[a:a + step], shapely.to_geojson(chunk).tolist(), *bounds[a:a + step].T.tolist(),
+                          shapely.to_wkb(chunk).tolist(), strict=True)
+            await conn.copy_records_to_table("bench_input", records=records)
+        await conn.execute("""INSERT INTO users (id, email, name, role)
+                              SELECT id, id::text || '@bench.invalid', 'Bench Cleaner', 'cleaner' FROM bench_input""")
+        await conn.execute("INSERT INTO cleaner_profiles (user_id, verification_status) "
+                           "SELECT id, 'approved' FROM bench_input")
+        await conn.execute("""INSERT INTO service_areas (cleaner_id, geojson, min_lng, min_lat, max_lng, max_lat, area_km2)
+                              SELECT id, geojson::jsonb, min_lng, min_lat, max_lng, max_lat, 0 FROM bench_input""")
+        await conn.execute("""CREATE TABLE bench_postgis AS
+                              SELECT id AS cleaner_id, ST_SetSRID(ST_GeomFromWKB(wkb), 4326) AS geom FROM bench_input""")
+        await conn.execute("CREATE INDEX bench_postgis_geom ON bench_postgis USING gist (geom)")
+        await conn.execute("DROP TABLE bench_input")
+        await conn.execute("VACUUM ANALYZE bench_postgis")
+        await conn.execute("VACUUM ANALYZE service_areas")
+    finally:
+        await conn.close()
+    return url
+
+
+async def drop_database(server_url: str, url: str) -> None:
+    admin = await asyncpg.connect(asyncpg_dsn(server_url))
+    await admin.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path.lstrip("/")}" WITH (FORCE)')
+    await admin.close()
+
+
+async def drive(query: Any, points: np.ndarray, *, concurrency: int, seconds: float) -> dict[str, float]:
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+    counter = iter(range(10**12))
+
+    async def client() -> None:
+        while time.perf_counter() < deadline:
+            lat, lng = points[next(counter) % len(points)]
+            t0 = time.perf_counter()
+            await query(float(lat), float(lng))
+            latencies.append(time.perf_counter() - t0)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {"qps": len(latencies) / elapsed, "p50_ms": 1000 * latencies[len(latencies) // 2],
+            "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)], "n": len(latencies)}
+
+
+async def bench(n: int, args: argparse.Namespace, base: Settings) -> None:
+    print(f"\n=== {n:,} service areas ===", flush=True)
+    t0 = time.perf_counter()
+    polygons, (lat0, lng0, lat1, lng1) = make_areas(n, coverage=args.coverage, seed=n)
+    print(f"generated in {time.perf_counter() - t0:.1f}s; region {lat1 - lat0:.2f}° x {lng1 - lng0:.2f}°")
+    t0 = time.perf_counter()
+    url = await build_database(args.server_url, polygons)
+    print(f"written to PostgreSQL (service_areas + PostGIS table and GiST index) in {time.perf_counter() - t0:.1f}s")
+    settings = base.model_copy(update={"database_url": url, "spatial_shards": args.shards,
+                                       "shard_client_max_inflight": args.inflight})
+    client = SpatialClient(settings, prefix=f"bench-{secrets.token_hex(3)}")
+    pool = None
+    try:
+        pids = await asyncio.gather(*(s.pid.remote() for s in client.shards))
+        rss_before = sum(psutil.Process(p).memory_info().rss for p in pids)
+        t0 = time.perf_counter()
+        stats = await asyncio.gather(*(s.stats.remote() for s in client.shards))
+        load_s = time.perf_counter() - t0
+        rss_after = sum(psutil.Process(p).memory_info().rss for p in pids)
+        held = sum(s["areas"] for s in stats)
+        print(f"{args.shards} shards loaded {held:,} area copies ({held / n:.2f} per area, cell-line "
+              f"crossings) from PostgreSQL in {load_s:.1f}s")
+        trips = []
+        for _ in range(200):
+            t = time.perf_counter()
+            await client.shards[0].pid.remote()
+            trips.append(time.perf_counter() - t)
+        print(f"Ray round trip (empty call) p50 {1000 * statistics.median(trips):.2f} ms; "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        rng = np.random.default_rng(7)
+        points = np.column_stack([rng.uniform(lat0, lat1, 20_000), rng.uniform(lng0, lng1, 20_000)])
+
+        pool = await asyncpg.create_pool(url, min_size=64, max_size=64)
+        sql = ("SELECT cleaner_id FROM bench_postgis "
+               "WHERE ST_Intersects(geom, ST_SetSRID(ST_MakePoint($1, $2), 4326))")
+
+        async def postgis(lat: float, lng: float) -> list[Any]:
+            async with pool.acquire() as conn:  # type: ignore[union-attr]
+                return await conn.fetch(sql, lng, lat)
+
+        # the two answer the same
+        sample = points[:300]
+        actor_sets = [{c for c, _ in await client.find(float(a), float(b))} for a, b in sample]
+        pg_sets = [{str(r[0]) for r in await postgis(float(a), float(b))} for a, b in sample]
+        mismatches = sum(1 for x, y in zip(actor_sets, pg_sets, strict=True) if x != y)
+        covering = statistics.mean(len(s) for s in pg_sets)
+        print(f"agreement on 300 points: {300 - mismatches}/300; mean areas per point {covering:.1f}")
+
+        async with pool.acquire() as conn:
+            pg_mem = await conn.fetchval("SELECT pg_total_relation_size('bench_postgis')")
+            pg_index = await conn.fetchval("SELECT pg_relation_size('bench_postgis_geom')")
+        per_m = 1_000_000 / n
+        print(f"memory per 1M areas: shards {(rss_after - rss_before) * per_m / 2**20:,.0f} MiB RSS "
+              f"(index + geometries); PostGIS table+index {pg_mem * per_m / 2**20:,.0f} MiB on disk, "
+              f"GiST alone {pg_index * per_m / 2**20:,.0f} MiB")
+
+        print(f"{'clients':>7} | {'actors q/s':>10} {'p50 ms':>7} {'p99 ms':>7} | "
+              f"{'PostGIS q/s':>11} {'p50 ms':>7} {'p99 ms':>7} | {'ratio':>5}")
+        for concurrency in args.clients:
+            await drive(client.find, points, concurrency=concurrency, seconds=1)  # warm up
+            a = await drive(client.find, points, concurrency=concurrency, seconds=args.seconds)
+            await drive(postgis, points, concurrency=concurrency, seconds=1)
+            p = await drive(postgis, points, concurrency=concurrency, seconds=args.seconds)
+            print(f"{concurrency:>7} | {a['qps']:>10,.0f} {a['p50_ms']:>7.2f} {a['p99_ms']:>7.2f} | "
+                  f"{p['qps']:>11,.0f} {p['p50_ms']:>7.2f} {p['p99_ms']:>7.2f} | "
+                  f"{a['qps'] / p['qps']:>5.1f}", flush=True)
+    finally:
+        for shard in client.shards:
+            ray.kill(shard)
+        if pool is not None:
+            await pool.close()
+        await drop_database(args.server_url, url)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--areas", type=int, action="append", help="repeatable; default 100000")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--inflight", type=int, default=Settings().shard_client_max_inflight,
+                        help="Ray calls in flight per shard from the one driver (the edge's setting)")
+    parser.add_argument("--coverage", type=float, default=25.0, help="mean areas covering a point")
+    args = parser.parse_args()
+    args.server_url = os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test"
+    ray.init(namespace=f"spotless-bench-{secrets.token_hex(3)}", include_dashboard=False,
+             log_to_driver=False, logging_level="WARNING")
+    base = Settings()
+    try:
+        for n in args.areas or [100_000]:
+            await bench(n, args, base)
+    finally:
+        ray.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

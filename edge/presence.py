@@ -1,0 +1,32 @@
+"""/api/v1/cleaner/presence: the cleaner app's heartbeat, which keeps a cleaner online."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, json
+from sanic_ext import openapi
+
+from core.accounts import Role
+from core.settings import Settings
+from edge.auth import authenticated, current_session
+from edge.validation import Body, openapi_body, parse_body
+
+
+class HeartbeatBody(Body):
+    lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
+    lng: float = Field(ge=-180, le=180, allow_inf_nan=False)
+
+
+bp = Blueprint("presence", url_prefix="/api/v1")
+
+
+@bp.post("/cleaner/presence")
+@openapi.definition(summary="Heartbeat: you are online here until the timeout passes", tag="supply",
+                    body=openapi_body(HeartbeatBody))
+@authenticated(Role.CLEANER)
+async def heartbeat(request: Request) -> HTTPResponse:
+    settings: Settings = request.app.ctx.settings
+    body = parse_body(request, HeartbeatBody)
+    await request.app.ctx.presence.heartbeat(str(current_session(request).user.id), body.lat, body.lng)
+    return json({"online": True, "timeout_s": settings.presence_timeout_s})

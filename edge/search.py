@@ -1,0 +1,102 @@
+"""GET /api/v1/cleaners/search: verified cleaners who serve a point, free for a window, ranked.
+
+Any signed-in user may search (clients mostly; cleaners check how they appear). Not public,
+because results say who is online right now and when they are free, which we do not hand to
+anonymous scrapers.
+
+Round trips per request: one Ray call to the point's spatial shard (coalesced with concurrent
+searches), at most four SQL queries for all candidates together, one coalesced Ray call per
+presence shard for the page's online flags.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, json
+from sanic_ext import openapi
+
+from core.availability import is_free
+from core.errors import Invalid
+from core.pagination import decode_cursor, encode_cursor, parse_limit
+from core.search import RankKey, page_after, parse_hours, window_price_minor
+from core.settings import Settings
+from edge.auth import authenticated
+from storage.search import load_candidates
+
+bp = Blueprint("search", url_prefix="/api/v1")
+
+
+def _coordinate(request: Request, name: str, bound: float) -> float:
+    raw = request.args.get(name)
+    try:
+        value = float(raw) if raw is not None else math.nan
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not -bound <= value <= bound:
+        raise Invalid(f"must be a number between -{bound:g} and {bound:g}", field=name)
+    return value
+
+
+def _start(raw: str) -> datetime:
+    try:
+        start = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise Invalid("must be an ISO 8601 date-time with a time zone", field="start") from None
+    if start.tzinfo is None:
+        raise Invalid("must include a time zone offset, e.g. 2026-05-01T09:00:00Z", field="start")
+    return start.astimezone(UTC)
+
+
+@bp.get("/cleaners/search")
+@openapi.definition(summary="Find verified cleaners serving a point, optionally free for a window",
+                    tag="search")
+@authenticated()
+async def search_cleaners(request: Request) -> HTTPResponse:
+    settings: Settings = request.app.ctx.settings
+    lat = _coordinate(request, "lat", 90)
+    lng = _coordinate(request, "lng", 180)
+    service = request.args.get("service") or None
+    if service is not None and len(service) > 40:
+        raise Invalid("unknown service", field="service")
+    limit = parse_limit(request.args.get("limit"))
+    raw_cursor = decode_cursor(request.args.get("cursor"))
+    after = RankKey.from_cursor(raw_cursor) if raw_cursor is not None else None
+    window = None
+    hours = None
+    if request.args.get("start"):
+        if request.args.get("hours") is None:
+            raise Invalid("is required with start", field="hours")
+        hours = parse_hours(request.args.get("hours", ""), max_hours=settings.search_max_hours)
+        start = _start(request.args.get("start", ""))
+        window = (start, start + timedelta(minutes=int(hours * 60)))
+
+    covering = await request.app.ctx.spatial.find(lat, lng)
+    distance = dict(covering)
+    candidates = await load_candidates(list(distance), service=service, window=window)
+    shown = [
+        c for c in candidates.values()
+        if window is None or is_free(c.rules, c.exceptions, c.busy, time_zone=c.time_zone,
+                                     travel_buffer_minutes=c.travel_buffer_minutes,
+                                     start=window[0], end=window[1])
+    ]
+    keys = [RankKey(c.rating_avg, distance[c.cleaner_id], c.cleaner_id) for c in shown]
+    page, resume = page_after(keys, after, limit)
+    online = await request.app.ctx.presence.online([shown[i].cleaner_id for i in page])
+    items: list[dict[str, Any]] = []
+    for i in page:
+        c = shown[i]
+        price = None
+        if service is not None and hours is not None and c.hourly_rate_minor is not None:
+            price = {"amount_minor": window_price_minor(c.hourly_rate_minor, hours),
+                     "currency": c.currency, "hours": str(hours)}
+        items.append({
+            "cleaner_id": c.cleaner_id, "name": c.name, "rating_avg": str(c.rating_avg),
+            "rating_count": c.rating_count, "distance_m": round(distance[c.cleaner_id]),
+            "hourly_rate_minor": c.hourly_rate_minor, "currency": c.currency,
+            "price": price, "online": online[c.cleaner_id],
+        })
+    return json({"items": items, "next_cursor": encode_cursor(resume.to_cursor()) if resume else None})

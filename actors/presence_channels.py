@@ -1,0 +1,139 @@
+"""PresenceChannelShard: who is on each presence channel, shared by every edge worker.
+
+A member is a user id; each member has the sockets (devices) it is on, each tagged with the edge
+worker holding it. The first socket of a user makes it "added", the last one leaving makes it
+"removed", so a user on two devices counts once across all workers. Edge workers publish
+member_added/removed for the joins and leaves they make. Workers also send heartbeats; the
+sockets of a worker silent for three heartbeat periods (it crashed) are dropped here, and this
+shard publishes member_removed for the users that leaves with no socket. The registry is live
+state only: a restarted shard starts empty and refills as sockets resubscribe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from typing import Any
+
+import ray
+
+from core.events import realtime_subject
+from core.realtime import fanout_message, shard_of_channel
+from core.settings import Settings
+from storage.bus import Bus
+
+log = logging.getLogger("spotless.actors.presence_channels")
+
+ChannelKey = tuple[str, str]  # (app id, channel)
+MISSED_HEARTBEATS = 3
+
+
+@ray.remote
+class PresenceChannelShard:
+    def __init__(self, settings: Settings, shard: int) -> None:
+        self.settings = settings
+        self.shard = shard
+        # (app, channel) -> user id -> {"info": user_info, "sockets": {socket id: worker id}}
+        self.channels: dict[ChannelKey, dict[str, dict[str, Any]]] = {}
+        self.workers: dict[str, float] = {}  # worker id -> monotonic time last heard from
+        self.bus: Bus | None = None
+        self.sweeper: asyncio.Task[None] | None = None
+
+    def _heard(self, worker_id: str) -> None:
+        self.workers[worker_id] = time.monotonic()
+        if self.sweeper is None:
+            self.bus = Bus(self.settings.nats_url or "nats://127.0.0.1:4222",
+                           name=f"spotless-presence-channels-{self.shard}")
+            self.bus.start()
+            self.sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    async def join(
+        self, app_id: str, channel: str, user_id: str, user_info: Any, socket_id: str, worker_id: str
+    ) -> tuple[bool, dict[str, Any]]:
+        """Add a socket of `user_id`; return (whether the user is new here, all members' info)."""
+        self._heard(worker_id)
+        members = self.channels.setdefault((app_id, channel), {})
+        member = members.get(user_id)
+        added = member is None
+        if member is None:
+            member = members[user_id] = {"info": user_info, "sockets": {}}
+        member["sockets"][socket_id] = worker_id
+        return added, {uid: m["info"] for uid, m in members.items()}
+
+    async def leave(self, app_id: str, channel: str, user_id: str, socket_id: str) -> bool:
+        """Remove a socket; return whether that was the user's last one on the channel."""
+        members = self.channels.get((app_id, channel), {})
+        member = members.get(user_id)
+        if member is None or member["sockets"].pop(socket_id, None) is None:
+            return False
+        return self._drop_if_gone((app_id, channel), user_id)
+
+    def _drop_if_gone(self, key: ChannelKey, user_id: str) -> bool:
+        members = self.channels.get(key, {})
+        if user_id not in members or members[user_id]["sockets"]:
+            return False
+        del members[user_id]
+        if not members:
+            self.channels.pop(key, None)
+        return True
+
+    async def heartbeat(self, worker_id: str) -> None:
+        self._heard(worker_id)
+
+    async def sweep(self) -> list[tuple[str, str, str]]:
+        """Drop the sockets of silent workers; publish and return the members that left."""
+        limit = time.monotonic() - MISSED_HEARTBEATS * self.settings.realtime_worker_heartbeat_s
+        dead = {w for w, seen in self.workers.items() if seen < limit}
+        removed: list[tuple[str, str, str]] = []
+        if not dead:
+            return removed
+        for key, members in list(self.channels.items()):
+            for user_id, member in list(members.items()):
+                member["sockets"] = {s: w for s, w in member["sockets"].items() if w not in dead}
+                if self._drop_if_gone(key, user_id):
+                    removed.append((key[0], key[1], user_id))
+        for worker in dead:
+            del self.workers[worker]
+        for app_id, channel, user_id in removed:
+            if self.bus is not None and self.bus.connected:
+                await self.bus.client.publish(realtime_subject(channel), fanout_message(  # type: ignore[union-attr]
+                    app_id=app_id, channel=channel, event="pusher_internal:member_removed",
+                    data={"user_id": user_id}))
+        return removed
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.realtime_worker_heartbeat_s)
+            with contextlib.suppress(Exception):
+                await self.sweep()
+
+    async def members(self, app_id: str, channel: str) -> dict[str, Any]:
+        return {uid: m["info"] for uid, m in self.channels.get((app_id, channel), {}).items()}
+
+    async def pid(self) -> int:
+        return os.getpid()
+
+
+_handles: dict[tuple[str, int, int], Any] = {}
+
+
+def presence_channel_shard_at(settings: Settings, shard: int) -> Any:
+    """Shard number `shard` (created on first use, then cached in this process)."""
+    count = settings.presence_channel_shards
+    key = (settings.ray_namespace, shard, count)
+    if key not in _handles:
+        _handles[key] = PresenceChannelShard.options(  # type: ignore[attr-defined]
+            name=f"presence-channels-{shard}-of-{count}", namespace=settings.ray_namespace,
+            get_if_exists=True, lifetime="detached", max_restarts=-1, max_task_retries=0,
+            num_cpus=0,
+        ).remote(settings, shard)
+    return _handles[key]
+
+
+def presence_channel_shard(settings: Settings, app_id: str, channel: str) -> Any:
+    """The shard actor holding this channel's members."""
+    return presence_channel_shard_at(
+        settings, shard_of_channel(app_id, channel, settings.presence_channel_shards))

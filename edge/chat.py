@@ -1,0 +1,97 @@
+"""/api/v1/conversations: a booking's chat over REST. Sends go through the ConversationShard
+that owns the conversation (which assigns the seq); reads come straight from PostgreSQL."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from pydantic import Field
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, json
+
+from actors.conversations import ConversationRouter
+from core.channels import Viewer
+from core.chat import ChatError, check_page
+from core.errors import Invalid, NotFound
+from core.pagination import parse_limit
+from edge.auth import authenticated, current_session
+from edge.validation import Body, parse_body
+from storage import chat
+
+bp = Blueprint("chat", url_prefix="/api/v1/conversations")
+
+
+class SendBody(Body):
+    client_msg_id: str = Field(max_length=64)
+    body: str = Field(max_length=20_000)
+
+
+class ReadBody(Body):
+    seq: int = Field(ge=0)
+
+
+def router_of(request: Request) -> ConversationRouter:
+    """This worker's router, made on first use (it looks up or creates the shard actors)."""
+    ctx = request.app.ctx
+    if getattr(ctx, "conversation_router", None) is None:
+        ctx.conversation_router = ConversationRouter(ctx.settings)
+    router: ConversationRouter = ctx.conversation_router
+    return router
+
+
+def viewer_of(request: Request) -> Viewer:
+    user = current_session(request).user
+    return Viewer(str(user.id), str(user.role))
+
+
+def conversation_id(raw: str) -> str:
+    try:
+        return str(UUID(raw))
+    except ValueError:
+        raise NotFound("no such conversation", code=ChatError.CONVERSATION_NOT_FOUND) from None
+
+
+def optional_seq(request: Request, name: str) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise Invalid("must be a non-negative integer", field=name)
+    return int(raw)
+
+
+@bp.get("/")
+@authenticated()
+async def list_conversations(request: Request) -> HTTPResponse:
+    return json({"data": await chat.list_conversations(viewer_of(request))})
+
+
+@bp.get("/<raw_id>/messages")
+@authenticated()
+async def list_messages(request: Request, raw_id: str) -> HTTPResponse:
+    cid = conversation_id(raw_id)
+    await chat.conversation_for(viewer_of(request), cid)
+    after_seq, before_seq = optional_seq(request, "after_seq"), optional_seq(request, "before_seq")
+    limit = parse_limit(request.args.get("limit"))
+    check_page(after_seq, before_seq)
+    messages = await chat.list_messages(cid, after_seq=after_seq, before_seq=before_seq, limit=limit)
+    return json({"data": messages})
+
+
+@bp.post("/<raw_id>/messages")
+@authenticated()
+async def send_message(request: Request, raw_id: str) -> HTTPResponse:
+    cid = conversation_id(raw_id)
+    body = parse_body(request, SendBody)
+    message, created = await router_of(request).send(
+        cid, sender_id=viewer_of(request).user_id, client_msg_id=body.client_msg_id, body=body.body)
+    return json({"data": message}, status=201 if created else 200)
+
+
+@bp.post("/<raw_id>/read")
+@authenticated()
+async def mark_read(request: Request, raw_id: str) -> HTTPResponse:
+    cid = conversation_id(raw_id)
+    body = parse_body(request, ReadBody)
+    seq = await router_of(request).mark_read(cid, user_id=viewer_of(request).user_id, seq=body.seq)
+    return json({"data": {"conversation_id": cid, "read_seq": seq}})

@@ -1,0 +1,257 @@
+"""One WebSocket connection speaking Pusher protocol 7: its channels, pings and client events.
+
+`report` is the one place where a PusherError becomes a `pusher:error` frame (and a close with
+that code when the error ends the connection). A frame that cannot be handled never ends the
+connection by accident: unexpected exceptions are logged and reported as a generic 4200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from core.channels import ChannelKind, channel_kind
+from core.errors import Invalid
+from core.realtime import RealtimeApp
+from core.settings import Settings
+from edge.realtime.errors import (
+    ClientEventRateLimited,
+    ClientEventRejected,
+    InvalidMessage,
+    MessageTooLarge,
+    OverSubscriptionCapacity,
+    PongNotReceived,
+    PusherError,
+    Unauthorized,
+)
+from edge.realtime.hub import Hub
+from edge.realtime.presence import PresenceRegistry
+from edge.realtime.protocol import (
+    Frame,
+    data_object,
+    encode,
+    error_frame,
+    new_socket_id,
+    parse_frame,
+    presence_data,
+)
+from edge.realtime.signing import channel_auth_valid
+
+log = logging.getLogger("spotless.realtime")
+
+SEND_QUEUE_LIMIT = 1000  # frames waiting for a slow socket before it is disconnected
+
+
+async def report(ws: Any, exc: PusherError) -> None:
+    """Send `pusher:error` for `exc`; close the socket with its code when the error is fatal."""
+    with contextlib.suppress(Exception):
+        await ws.send(error_frame(exc.code, exc.message))
+        if exc.close:
+            await ws.close(exc.code, exc.message[:120])
+
+
+@dataclass
+class Member:
+    user_id: str
+    user_info: Any
+
+
+class TokenBucket:
+    def __init__(self, rate_per_s: int) -> None:
+        self.rate = float(rate_per_s)
+        self.tokens = float(rate_per_s)
+        self.at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class Connection:
+    def __init__(self, ws: Any, app: RealtimeApp, hub: Hub, presence: PresenceRegistry,
+                 settings: Settings) -> None:
+        self.ws = ws
+        self.app = app
+        self.app_id = app.id
+        self.hub = hub
+        self.presence = presence
+        self.settings = settings
+        self.socket_id = new_socket_id()
+        self.channels: dict[str, Member | None] = {}
+        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=SEND_QUEUE_LIMIT)
+        self.bucket = TokenBucket(app.client_events_per_s)
+        self.dropped = False
+
+    # --- outgoing ---
+
+    def deliver(self, text: str) -> None:
+        """Queue a frame for this socket (called by the hub; never blocks)."""
+        if self.dropped:
+            return
+        try:
+            self.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self.dropped = True  # never deliver past a gap; the client reconnects and catches up
+            log.warning("socket %s too slow; disconnecting", self.socket_id)
+            asyncio.get_running_loop().create_task(self.ws.close(4100, "Too slow; reconnect"))
+
+    async def _write_forever(self) -> None:
+        while True:
+            text = await self.queue.get()
+            await self.ws.send(text)
+
+    # --- the connection's life ---
+
+    async def run(self) -> None:
+        writer = asyncio.get_running_loop().create_task(self._write_forever())
+        try:
+            self.deliver(encode("pusher:connection_established", {
+                "socket_id": self.socket_id,
+                "activity_timeout": self.settings.realtime_activity_timeout_s,
+            }))
+            await self._read_forever()
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
+            await self.leave_all()
+
+    async def _read_forever(self) -> None:
+        ping_sent = False
+        while True:
+            timeout = (self.settings.realtime_pong_timeout_s if ping_sent
+                       else self.settings.realtime_activity_timeout_s)
+            raw = await self.ws.recv(timeout=timeout)
+            if raw is None:
+                if ping_sent:
+                    await report(self.ws, PongNotReceived())
+                    return
+                self.deliver(encode("pusher:ping", {}))
+                ping_sent = True
+                continue
+            ping_sent = False  # any frame shows the client is alive
+            try:
+                await self.handle(raw)
+            except PusherError as exc:
+                await report(self.ws, exc)
+                if exc.close:
+                    return
+            except Exception:
+                log.exception("realtime frame failed", extra={"socket_id": self.socket_id})
+                await report(self.ws, PusherError())
+
+    async def handle(self, raw: str | bytes) -> None:
+        size = len(raw.encode()) if isinstance(raw, str) else len(raw)
+        if size > self.app.max_message_bytes:
+            raise MessageTooLarge(f"Message too large; the limit is {self.app.max_message_bytes} bytes")
+        frame = parse_frame(raw)
+        if frame.event == "pusher:ping":
+            self.deliver(encode("pusher:pong", {}))
+        elif frame.event == "pusher:pong":
+            return
+        elif frame.event == "pusher:subscribe":
+            await self.subscribe(data_object(frame))
+        elif frame.event == "pusher:unsubscribe":
+            channel = data_object(frame).get("channel")
+            if isinstance(channel, str) and channel in self.channels:
+                await self.unsubscribe(channel)
+        elif frame.event.startswith("client-"):
+            await self.client_event(frame)
+        else:
+            raise InvalidMessage(f"Unsupported event {frame.event[:60]!r}")
+
+    # --- channels ---
+
+    async def subscribe(self, data: dict[str, Any]) -> None:
+        channel = data.get("channel")
+        try:
+            kind = channel_kind(channel)  # type: ignore[arg-type]
+        except Invalid:
+            raise InvalidMessage("Invalid channel name") from None
+        if channel in self.channels:
+            await self._succeeded(channel, kind)
+            return
+        if len(self.channels) >= self.app.max_subscriptions_per_socket:
+            raise OverSubscriptionCapacity()
+        channel_data = data.get("channel_data")
+        if kind is not ChannelKind.PUBLIC:
+            if channel_data is not None and not isinstance(channel_data, str):
+                raise Unauthorized("channel_data must be the JSON string that was signed")
+            signed_data = channel_data if kind is ChannelKind.PRESENCE else None
+            if not channel_auth_valid(self.app, self.socket_id, channel, data.get("auth"), signed_data):
+                raise Unauthorized(f"Invalid signature for {channel}")
+        member = _member(channel_data) if kind is ChannelKind.PRESENCE else None
+        await self.hub.join(channel, self)
+        self.channels[channel] = member
+        await self._succeeded(channel, kind)
+
+    async def _succeeded(self, channel: str, kind: ChannelKind) -> None:
+        member = self.channels[channel]
+        if kind is not ChannelKind.PRESENCE or member is None:
+            self.deliver(encode("pusher_internal:subscription_succeeded", {}, channel=channel))
+            return
+        added, members = await self.presence.join(self.app_id, channel, member.user_id,
+                                                  member.user_info, self.socket_id)
+        self.deliver(encode("pusher_internal:subscription_succeeded", presence_data(members),
+                            channel=channel))
+        if added:
+            await self.hub.publish(app_id=self.app_id, channel=channel,
+                                   event="pusher_internal:member_added",
+                                   data={"user_id": member.user_id, "user_info": member.user_info},
+                                   exclude_socket_id=self.socket_id)
+
+    async def unsubscribe(self, channel: str) -> None:
+        member = self.channels.pop(channel, None)
+        await self.hub.leave(channel, self)
+        if member is not None:
+            removed = await self.presence.leave(self.app_id, channel, member.user_id, self.socket_id)
+            if removed:
+                await self.hub.publish(app_id=self.app_id, channel=channel,
+                                       event="pusher_internal:member_removed",
+                                       data={"user_id": member.user_id})
+
+    async def leave_all(self) -> None:
+        for channel in list(self.channels):
+            try:
+                await self.unsubscribe(channel)
+            except Exception:
+                log.exception("leaving %s failed", channel, extra={"socket_id": self.socket_id})
+
+    # --- client events ---
+
+    async def client_event(self, frame: Frame) -> None:
+        channel = frame.channel
+        if channel is None or channel not in self.channels:
+            raise ClientEventRejected("Client event rejected: subscribe to the channel first")
+        if channel_kind(channel) is ChannelKind.PUBLIC:
+            raise ClientEventRejected("Client events are only allowed on private and presence channels")
+        if not self.bucket.take():
+            raise ClientEventRateLimited()
+        member = self.channels[channel]
+        await self.hub.publish(app_id=self.app_id, channel=channel, event=frame.event,
+                               data=frame.data, exclude_socket_id=self.socket_id,
+                               user_id=member.user_id if member is not None else None)
+
+
+def _member(channel_data: Any) -> Member:
+    try:
+        parsed = json.loads(channel_data)
+    except (TypeError, ValueError):
+        raise Unauthorized("presence channel_data must be a JSON object with user_id") from None
+    user_id = parsed.get("user_id") if isinstance(parsed, dict) else None
+    if isinstance(user_id, int) and not isinstance(user_id, bool):
+        user_id = str(user_id)
+    if not isinstance(user_id, str) or not user_id:
+        raise Unauthorized("presence channel_data must carry a user_id")
+    return Member(user_id, parsed.get("user_info"))
+

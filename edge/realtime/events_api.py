@@ -1,0 +1,107 @@
+"""Pusher's HTTP events API for server-side publishing: POST /apps/{app_id}/events and
+/batch_events, signed as Pusher's server libraries sign (auth_key, auth_timestamp,
+auth_version=1.0, body_md5, auth_signature). Events are published on NATS `rt.<channel>`."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse
+from sanic.response import json as json_response
+
+from core.channels import channel_kind
+from core.errors import Invalid, NotFound, Unauthenticated, Unavailable
+from core.realtime import RealtimeApp
+from core.settings import Settings
+from edge.realtime import errors as ws_errors
+from edge.realtime.signing import request_signature_valid
+
+bp = Blueprint("realtime_events_api", url_prefix="/apps")
+
+MAX_CHANNELS_PER_EVENT = 100
+MAX_BATCH = 10
+MAX_EVENT_NAME = 200
+
+
+def _signed_app(request: Request, app_id: str) -> RealtimeApp:
+    """The app the request is for, once its signature, key, timestamp and body hash check out."""
+    apps: tuple[RealtimeApp, ...] = request.app.ctx.realtime_apps
+    app = next((a for a in apps if a.id == app_id), None)
+    if app is None:
+        raise NotFound("no such realtime app", code="unknown_app")
+    params = {key: value for key, value in request.query_args}
+    settings: Settings = request.app.ctx.settings
+    if params.get("auth_key") != app.key or params.get("auth_version") != "1.0":
+        raise Unauthenticated("auth_key and auth_version=1.0 are required", code="bad_signature")
+    timestamp = params.get("auth_timestamp", "")
+    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > settings.realtime_auth_timestamp_tolerance_s:
+        raise Unauthenticated("auth_timestamp is missing or too far from the server's clock",
+                              code="bad_timestamp")
+    if request.body and not hmac.compare_digest(params.get("body_md5", ""),
+                                                hashlib.md5(request.body).hexdigest()):
+        raise Unauthenticated("body_md5 does not match the body", code="bad_signature")
+    if not request_signature_valid(app.secret, request.method, request.path, params):
+        raise Unauthenticated("invalid auth_signature", code="bad_signature")
+    return app
+
+
+def _event(payload: Any, app: RealtimeApp, *, batch: bool) -> tuple[list[str], str, str, str | None]:
+    if not isinstance(payload, dict):
+        raise Invalid("each event must be a JSON object", field="body")
+    name, data, socket_id = payload.get("name"), payload.get("data"), payload.get("socket_id")
+    channels = [payload.get("channel")] if batch else payload.get("channels") or (
+        [payload["channel"]] if "channel" in payload else None)
+    if not isinstance(name, str) or not name or len(name) > MAX_EVENT_NAME:
+        raise Invalid(f"must be a string of 1-{MAX_EVENT_NAME} characters", field="name")
+    if not isinstance(data, str):
+        raise Invalid("must be a string (JSON-encode objects)", field="data")
+    if len(data.encode()) > app.max_message_bytes:
+        raise Invalid(f"must be at most {app.max_message_bytes} bytes", field="data")
+    if not isinstance(channels, list) or not 1 <= len(channels) <= MAX_CHANNELS_PER_EVENT:
+        raise Invalid(f"must list 1-{MAX_CHANNELS_PER_EVENT} channels", field="channels")
+    for channel in channels:
+        channel_kind(channel)  # raises Invalid for a bad name
+    if socket_id is not None and not isinstance(socket_id, str):
+        raise Invalid("must be a string", field="socket_id")
+    return channels, name, data, socket_id
+
+
+async def _publish(request: Request, app: RealtimeApp, events: list[tuple[list[str], str, str, str | None]]) -> None:
+    hub = request.app.ctx.realtime.hub
+    try:
+        for channels, name, data, socket_id in events:
+            for channel in channels:
+                await hub.publish(app_id=app.id, channel=channel, event=name, data=data,
+                                  exclude_socket_id=socket_id)
+    except ws_errors.Unavailable:
+        raise Unavailable(dependency="nats") from None
+
+
+def _body(request: Request) -> Any:
+    try:
+        return json.loads(request.body or b"null")
+    except ValueError:
+        raise Invalid("the body must be JSON", field="body") from None
+
+
+@bp.post("/<app_id>/events")
+async def trigger(request: Request, app_id: str) -> HTTPResponse:
+    app = _signed_app(request, app_id)
+    await _publish(request, app, [_event(_body(request), app, batch=False)])
+    return json_response({})
+
+
+@bp.post("/<app_id>/batch_events")
+async def trigger_batch(request: Request, app_id: str) -> HTTPResponse:
+    app = _signed_app(request, app_id)
+    body = _body(request)
+    batch = body.get("batch") if isinstance(body, dict) else None
+    if not isinstance(batch, list) or not 1 <= len(batch) <= MAX_BATCH:
+        raise Invalid(f"batch must list 1-{MAX_BATCH} events", field="batch")
+    await _publish(request, app, [_event(item, app, batch=True) for item in batch])
+    return json_response({"batch": [{} for _ in batch]})

@@ -1,0 +1,99 @@
+"""The WebSocket route `/app/{key}?protocol=7`, the per-worker realtime state and `install`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from sanic import Blueprint, Request, Sanic
+from sanic.server.websockets.impl import WebsocketImplProtocol
+from websockets.exceptions import ConnectionClosed
+
+from core.realtime import RealtimeApp, parse_apps
+from core.settings import Settings
+from edge.realtime import auth, events_api
+from edge.realtime.connection import Connection, report
+from edge.realtime.errors import OverConnectionCapacity, PusherError, Unavailable, UnknownApp
+from edge.realtime.hub import Hub
+from edge.realtime.presence import PresenceRegistry
+from edge.realtime.protocol import check_protocol
+from storage.bus import Bus
+
+log = logging.getLogger("spotless.realtime")
+
+bp = Blueprint("realtime_socket")
+
+
+@dataclass
+class RealtimeState:
+    """What one edge worker holds for realtime: the configured apps, its hub, presence client."""
+
+    apps: tuple[RealtimeApp, ...]
+    hub: Hub
+    presence: PresenceRegistry
+
+    def app_by_key(self, key: str) -> RealtimeApp:
+        for app in self.apps:
+            if app.key == key:
+                return app
+        raise UnknownApp(f"Application does not exist: no app has key {key[:40]!r}")
+
+
+def realtime_state(app: Sanic) -> RealtimeState:
+    state: RealtimeState = app.ctx.realtime
+    return state
+
+
+@bp.websocket("/app/<key>")
+async def socket(request: Request, ws: WebsocketImplProtocol, key: str) -> None:
+    state = realtime_state(request.app)
+    settings: Settings = request.app.ctx.settings
+    try:
+        check_protocol(request.args.get("protocol"))
+        app = state.app_by_key(key)
+        if len(state.hub.connections[app.id]) >= app.max_connections:
+            raise OverConnectionCapacity()
+        if not state.hub.bus.connected:
+            raise Unavailable()
+    except PusherError as exc:
+        await report(ws, exc)
+        return
+    connection = Connection(ws, app, state.hub, state.presence, settings)
+    state.hub.connections[app.id].add(connection)
+    try:
+        await connection.run()
+    except ConnectionClosed:
+        pass  # the client went away; run() has already left its channels
+    finally:
+        state.hub.connections[app.id].discard(connection)
+
+
+def install(app: Sanic) -> None:
+    """Add realtime routes and listeners to the edge app (call once, in edge/app.py)."""
+    settings: Settings = app.ctx.settings
+    apps = parse_apps(settings.realtime_apps)
+    # Frames over an app's limit get pusher:error; only far larger ones are cut at the socket.
+    app.config.WEBSOCKET_MAX_SIZE = max(64 * 1024, 4 * max(a.max_message_bytes for a in apps))
+    app.ctx.realtime_apps = apps
+    for blueprint in (bp, auth.bp, events_api.bp):
+        app.blueprint(blueprint)
+
+    @app.after_server_start
+    async def start_realtime(app: Sanic) -> None:
+        bus: Bus = app.ctx.bus
+        app.ctx.realtime = RealtimeState(apps, Hub(bus), PresenceRegistry(settings))
+        app.ctx.realtime.presence.start()
+
+    @app.before_server_stop
+    async def stop_realtime(app: Sanic) -> None:
+        state = getattr(app.ctx, "realtime", None)
+        if state is None:
+            return
+        connections = [c for group in state.hub.connections.values() for c in group]
+        for connection in connections:
+            with contextlib.suppress(Exception):
+                await connection.ws.close(4200, "Server restarting; reconnect")
+        await asyncio.sleep(0)
+        await state.presence.stop()

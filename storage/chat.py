@@ -1,0 +1,187 @@
+"""Chat actions and queries: conversations, messages and read cursors in PostgreSQL.
+
+Writes come from the ConversationShard that owns the conversation (the serialiser of its seqs);
+reads come from the edge. Who takes part is decided by core.chat / core.channels from the
+booking's parties, which `load_booking_parties` loads. Nothing here publishes to NATS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from tortoise import connections
+from tortoise.transactions import in_transaction
+
+from core.channels import BookingParties, Viewer, conversation_channel
+from core.chat import check_participant
+from core.events import EventType, PushCategory
+from storage import outbox
+
+_MESSAGE_COLUMNS = ("id, conversation_id::text AS conversation_id, seq, sender_id::text AS sender_id, "
+                    "client_msg_id, body, created_at")
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A message about to be written, with the seq its shard gave it."""
+
+    seq: int
+    sender_id: str
+    client_msg_id: str
+    body: str
+
+
+@dataclass(frozen=True)
+class ConversationSnapshot:
+    id: str
+    parties: BookingParties
+    last_seq: int
+    cursors: dict[str, int]
+    recent: list[dict[str, Any]]
+
+
+def _uuid_or_none(raw: str) -> str | None:
+    try:
+        return str(UUID(str(raw)))
+    except ValueError:
+        return None
+
+
+def message_dict(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["id"], "conversation_id": row["conversation_id"], "seq": row["seq"],
+        "sender_id": row["sender_id"], "client_msg_id": row["client_msg_id"], "body": row["body"],
+        "created_at": row["created_at"].isoformat(),
+    }
+
+
+async def _query(sql: str, *params: Any, using: Any = None) -> list[Any]:
+    conn = using or connections.get("default")
+    rows: list[Any] = await conn.execute_query_dict(sql, list(params))  # fetches RETURNING too
+    return rows
+
+
+async def load_booking_parties(booking_id: str) -> BookingParties | None:
+    """The booking's client and cleaner (None when there is no such booking)."""
+    booking = _uuid_or_none(booking_id)
+    if booking is None:
+        return None
+    rows = await _query("SELECT client_id::text AS client_id, cleaner_id::text AS cleaner_id "
+                        "FROM bookings WHERE id = $1", booking)
+    return BookingParties(rows[0]["client_id"], rows[0]["cleaner_id"]) if rows else None
+
+
+async def conversation_for(viewer: Viewer, conversation_id: str) -> BookingParties:
+    """The parties of a conversation the viewer takes part in; NotFound otherwise."""
+    return check_participant(viewer, await load_booking_parties(conversation_id))
+
+
+async def open_conversation(conversation_id: str, *, recent: int) -> ConversationSnapshot | None:
+    """Load (creating its row on first use) a conversation with its last `recent` messages."""
+    parties = await load_booking_parties(conversation_id)
+    if parties is None:
+        return None
+    conversation_id = str(UUID(conversation_id))
+    await _query(
+        "INSERT INTO chat_conversations (id, client_id, cleaner_id) VALUES ($1, $2, $3) "
+        "ON CONFLICT (id) DO NOTHING", conversation_id, parties.client_id, parties.cleaner_id)
+    last = await _query("SELECT last_seq FROM chat_conversations WHERE id = $1", conversation_id)
+    cursors = await _query(
+        "SELECT user_id::text AS user_id, seq FROM chat_read_cursors WHERE conversation_id = $1",
+        conversation_id)
+    rows = await _query(
+        f"SELECT {_MESSAGE_COLUMNS} FROM chat_messages WHERE conversation_id = $1 "
+        "ORDER BY seq DESC LIMIT $2", conversation_id, recent)
+    return ConversationSnapshot(conversation_id, parties, int(last[0]["last_seq"]),
+                                {r["user_id"]: int(r["seq"]) for r in cursors},
+                                [message_dict(r) for r in reversed(rows)])
+
+
+async def find_sent(conversation_id: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Messages already stored under these (sender id, client_msg_id) keys."""
+    if not keys:
+        return {}
+    rows = await _query(
+        f"SELECT {_MESSAGE_COLUMNS} FROM chat_messages m JOIN unnest($2::text[], $3::text[]) "
+        "AS k(sender, cmid) ON m.sender_id = k.sender::uuid AND m.client_msg_id = k.cmid "
+        "WHERE m.conversation_id = $1",
+        conversation_id, [k[0] for k in keys], [k[1] for k in keys])
+    return {(r["sender_id"], r["client_msg_id"]): message_dict(r) for r in rows}
+
+
+async def append_messages(conversation_id: str, drafts: list[Draft], *,
+                          parties: BookingParties) -> list[dict[str, Any]]:
+    """Write messages and advance the conversation's last seq in one transaction, with a push
+    notification for the other party in the outbox. Raises IntegrityError on a seq clash."""
+    async with in_transaction() as conn:
+        rows = await _query(
+            "INSERT INTO chat_messages (conversation_id, seq, sender_id, client_msg_id, body) "
+            "SELECT $1, s, snd::uuid, cm, b FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[]) "
+            f"AS t(s, snd, cm, b) RETURNING {_MESSAGE_COLUMNS}",
+            conversation_id, [d.seq for d in drafts], [d.sender_id for d in drafts],
+            [d.client_msg_id for d in drafts], [d.body for d in drafts], using=conn)
+        await _query(
+            "UPDATE chat_conversations SET last_seq = $2, last_message_at = now() WHERE id = $1",
+            conversation_id, max(d.seq for d in drafts), using=conn)
+        for draft in drafts:
+            recipient = parties.cleaner_id if draft.sender_id == parties.client_id else parties.client_id
+            await outbox.enqueue(EventType.PUSH_REQUESTED, {
+                "user_ids": [recipient], "category": PushCategory.CHAT, "title": "New message",
+                "body": draft.body[:140],
+                "data": {"route": f"/conversations/{conversation_id}", "seq": str(draft.seq)},
+            }, using=conn)
+    return sorted((message_dict(r) for r in rows), key=lambda m: m["seq"])
+
+
+async def advance_read_cursor(conversation_id: str, user_id: str, seq: int) -> int:
+    """Move a participant's read cursor forward to `seq` (never back); return where it is."""
+    rows = await _query(
+        "INSERT INTO chat_read_cursors (conversation_id, user_id, seq) VALUES ($1, $2, $3) "
+        "ON CONFLICT (conversation_id, user_id) DO UPDATE SET "
+        "seq = GREATEST(chat_read_cursors.seq, EXCLUDED.seq), updated_at = now() RETURNING seq",
+        conversation_id, user_id, seq)
+    return int(rows[0]["seq"])
+
+
+async def list_messages(conversation_id: str, *, after_seq: int | None, before_seq: int | None,
+                        limit: int) -> list[dict[str, Any]]:
+    """A page in seq order: the first `limit` after `after_seq`, else the last before `before_seq`."""
+    if after_seq is not None:
+        rows = await _query(
+            f"SELECT {_MESSAGE_COLUMNS} FROM chat_messages WHERE conversation_id = $1 AND seq > $2 "
+            "AND ($3::bigint IS NULL OR seq < $3) ORDER BY seq LIMIT $4",
+            conversation_id, after_seq, before_seq, limit)
+        return [message_dict(r) for r in rows]
+    rows = await _query(
+        f"SELECT {_MESSAGE_COLUMNS} FROM chat_messages WHERE conversation_id = $1 "
+        "AND ($2::bigint IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3",
+        conversation_id, before_seq, limit)
+    return [message_dict(r) for r in reversed(rows)]
+
+
+async def list_conversations(viewer: Viewer, *, limit: int = 200) -> list[dict[str, Any]]:
+    """The viewer's conversations (one per booking they are a party to), most recent first,
+    with unread counts: messages from the other party after the viewer's read cursor."""
+    rows = await _query(
+        """SELECT b.id::text AS id, b.client_id::text AS client_id, b.cleaner_id::text AS cleaner_id,
+                  b.state, b.starts_at, COALESCE(c.last_seq, 0) AS last_seq, c.last_message_at,
+                  COALESCE(r.seq, 0) AS read_seq, other.id::text AS other_id, other.name AS other_name,
+                  (SELECT count(*) FROM chat_messages m WHERE m.conversation_id = b.id
+                     AND m.seq > COALESCE(r.seq, 0) AND m.sender_id <> $1::uuid) AS unread
+           FROM bookings b
+           LEFT JOIN chat_conversations c ON c.id = b.id
+           LEFT JOIN chat_read_cursors r ON r.conversation_id = b.id AND r.user_id = $1::uuid
+           JOIN users other ON other.id = CASE WHEN b.client_id = $1::uuid THEN b.cleaner_id
+                                               ELSE b.client_id END
+           WHERE b.client_id = $1::uuid OR b.cleaner_id = $1::uuid
+           ORDER BY c.last_message_at DESC NULLS LAST, b.starts_at DESC LIMIT $2""",
+        viewer.user_id, limit)
+    return [{
+        "id": r["id"], "booking_id": r["id"], "channel": conversation_channel(r["id"]),
+        "client_id": r["client_id"], "cleaner_id": r["cleaner_id"], "booking_state": r["state"],
+        "with": {"id": r["other_id"], "name": r["other_name"]},
+        "last_seq": int(r["last_seq"]), "read_seq": int(r["read_seq"]), "unread": int(r["unread"]),
+        "last_message_at": r["last_message_at"].isoformat() if r["last_message_at"] else None,
+    } for r in rows]

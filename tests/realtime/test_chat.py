@@ -1,0 +1,217 @@
+"""Chat through the REST API and ConversationShards: seqs, retries, catch-up, shard restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import httpx
+import ray
+
+from core.realtime import shard_of_conversation
+from tests.realtime.conftest import REALTIME_ENV, auth_for, unique
+
+
+async def send(api: httpx.AsyncClient, account, conversation_id: str, body: str,
+               client_msg_id: str | None = None):
+    return await api.post(f"/api/v1/conversations/{conversation_id}/messages", headers=account.auth,
+                    json={"client_msg_id": client_msg_id or unique("m-"), "body": body})
+
+
+async def messages(api, account, conversation_id: str, **params) -> list[dict]:
+    response = await api.get(f"/api/v1/conversations/{conversation_id}/messages", headers=account.auth,
+                       params=params)
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+async def test_a_sent_message_is_acknowledged_with_its_seq_and_pushed_to_the_channel(
+        booking, sockets, rt_api, rt_async):
+    api = rt_async[0]
+    # given the cleaner listening on the conversation channel
+    client, cleaner, conversation_id = await booking()
+    channel = f"presence-conversation.{conversation_id}"
+    listener = await sockets(1)
+    await listener.subscribe(channel, auth_for(rt_api, cleaner, listener.socket_id, channel))
+    # when the client sends twice
+    first = await send(api, client, conversation_id, "  Hello, is 9am ok?  ")
+    second = await send(api, client, conversation_id, "Door code is 1234")
+    # then
+    assert first.status_code == 201, first.text
+    assert [first.json()["data"]["seq"], second.json()["data"]["seq"]] == [1, 2]
+    assert first.json()["data"]["body"] == "Hello, is 9am ok?"
+    pushed = [(await listener.expect("chat.message", channel))["data"] for _ in range(2)]
+    assert [m["seq"] for m in pushed] == [1, 2] and pushed[0]["sender_id"] == client.id
+    assert [m["body"] for m in await messages(api, cleaner, conversation_id)] == [
+        "Hello, is 9am ok?", "Door code is 1234"]
+
+
+async def test_a_retried_send_returns_the_first_message(booking, rt_async):
+    api = rt_async[0]
+    client, _, conversation_id = await booking()
+    first = await send(api, client, conversation_id, "once", client_msg_id="retry-1")
+    again = await send(api, client, conversation_id, "once (resent)", client_msg_id="retry-1")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["data"] == first.json()["data"]
+    assert len(await messages(api, client, conversation_id)) == 1
+
+
+async def test_concurrent_sends_from_both_parties_get_gapless_seqs(booking, rt_edges):
+    # given both parties sending at once through both edge workers, with some retries mixed in
+    client, cleaner, conversation_id = await booking()
+
+    async def burst(edge, account, prefix):
+        async with httpx.AsyncClient(base_url=edge.url, timeout=30) as api:
+            calls = [api.post(f"/api/v1/conversations/{conversation_id}/messages", headers=account.auth,
+                              json={"client_msg_id": f"{prefix}-{n % 20}", "body": f"{prefix} {n % 20}"})
+                     for n in range(25)]
+            return await asyncio.gather(*calls)
+
+    # when
+    results = await asyncio.gather(burst(rt_edges[0], client, "c"), burst(rt_edges[1], cleaner, "k"))
+    # then every distinct message got one seq, 1..40 without gaps, and retries got the same one
+    responses = [r for batch in results for r in batch]
+    assert all(r.status_code in (200, 201) for r in responses), [r.text for r in responses][:3]
+    by_key = {}
+    for r in responses:
+        message = r.json()["data"]
+        by_key.setdefault((message["sender_id"], message["client_msg_id"]), set()).add(message["seq"])
+    assert all(len(seqs) == 1 for seqs in by_key.values())
+    async with httpx.AsyncClient(base_url=rt_edges[0].url) as api:
+        stored = await messages(api, client, conversation_id, limit=100)
+    assert [m["seq"] for m in stored] == list(range(1, 41))
+
+
+async def test_a_reconnecting_client_gets_exactly_what_it_missed(booking, sockets, rt_async):
+    api = rt_async[0]
+    # given the cleaner saw messages up to seq 3, then went offline
+    client, cleaner, conversation_id = await booking()
+    for n in range(3):
+        await send(api, client, conversation_id, f"before {n}")
+    # when three more arrive while offline
+    for n in range(3):
+        await send(api, client, conversation_id, f"while away {n}")
+    # then asking for after_seq=3 returns exactly those, in order, and paging works both ways
+    missed = await messages(api, cleaner, conversation_id, after_seq=3)
+    assert [(m["seq"], m["body"]) for m in missed] == [(4, "while away 0"), (5, "while away 1"),
+                                                       (6, "while away 2")]
+    assert [m["seq"] for m in await messages(api, cleaner, conversation_id, after_seq=1, limit=2)] == [2, 3]
+    assert [m["seq"] for m in await messages(api, cleaner, conversation_id, before_seq=3)] == [1, 2]
+    assert [m["seq"] for m in await messages(api, cleaner, conversation_id, limit=2)] == [5, 6]
+
+
+async def test_outsiders_get_404_everywhere(booking, party, rt_async):
+    api = rt_async[0]
+    client, _, conversation_id = await booking()
+    outsider = party("cleaner")
+    assert (await send(api, outsider, conversation_id, "hi")).status_code == 404
+    assert (await api.get(f"/api/v1/conversations/{conversation_id}/messages",
+                          headers=outsider.auth)).status_code == 404
+    assert (await api.post(f"/api/v1/conversations/{conversation_id}/read", headers=outsider.auth,
+                           json={"seq": 1})).status_code == 404
+    assert (await send(api, client, "not-a-uuid", "hi")).status_code == 404
+    assert (await send(api, client, "00000000-0000-0000-0000-000000000001", "hi")).status_code == 404
+
+
+async def test_bad_messages_are_422_naming_the_field(booking, rt_async):
+    api = rt_async[0]
+    client, _, conversation_id = await booking()
+    blank = await send(api, client, conversation_id, "   ")
+    bad_id = await send(api, client, conversation_id, "hi", client_msg_id="has space")
+    assert blank.status_code == 422 and blank.json()["code"] == "empty_message"
+    assert bad_id.status_code == 422 and bad_id.json()["errors"][0]["field"] == "client_msg_id"
+
+
+async def test_read_cursors_drive_unread_counts(booking, rt_api, rt_async, sockets):
+    api = rt_async[0]
+    # given three messages from the client
+    client, cleaner, conversation_id = await booking()
+    for n in range(3):
+        await send(api, client, conversation_id, f"m{n}")
+
+    async def listed(account):
+        rows = (await api.get("/api/v1/conversations", headers=account.auth)).json()["data"]
+        return next(r for r in rows if r["id"] == conversation_id)
+
+    # then the cleaner has three unread, the client none (their own messages)
+    assert ((await listed(cleaner))["unread"], (await listed(client))["unread"]) == (3, 0)
+    assert (await listed(cleaner))["with"]["name"] == "Cora Client"
+    # when the cleaner reads up to seq 2 (and a stale cursor arrives late, and one beyond the end)
+    channel = f"presence-conversation.{conversation_id}"
+    watcher = await sockets()
+    await watcher.subscribe(channel, auth_for(rt_api, client, watcher.socket_id, channel))
+    read = await api.post(f"/api/v1/conversations/{conversation_id}/read", headers=cleaner.auth,
+                          json={"seq": 2})
+    stale = await api.post(f"/api/v1/conversations/{conversation_id}/read", headers=cleaner.auth,
+                           json={"seq": 1})
+    # then
+    assert read.json()["data"]["read_seq"] == 2 and stale.json()["data"]["read_seq"] == 2
+    assert (await listed(cleaner))["unread"] == 1
+    event = await watcher.expect("chat.read", channel)
+    assert event["data"] == {"user_id": cleaner.id, "seq": 2}
+    beyond = await api.post(f"/api/v1/conversations/{conversation_id}/read", headers=cleaner.auth,
+                         json={"seq": 99})
+    assert beyond.json()["data"]["read_seq"] == 3 and (await listed(cleaner))["unread"] == 0
+
+
+async def test_killing_a_shard_loses_nothing_acknowledged(booking, rt_edges, settings):
+    # given acknowledged messages held by a shard
+    client, cleaner, conversation_id = await booking()
+    async with httpx.AsyncClient(base_url=rt_edges[0].url, timeout=60) as api:
+        acked = [(await send(api, client, conversation_id, f"m{n}")).json()["data"] for n in range(5)]
+    count = int(REALTIME_ENV["SPOTLESS_CONVERSATION_SHARDS"])
+    shard = shard_of_conversation(conversation_id, count)
+    actor = ray.get_actor(f"conversations-{shard}-of-{count}", namespace=settings.ray_namespace)
+    pid = await actor.pid.remote()
+
+    # when its process is killed while both parties keep sending
+    async def keep_sending(edge, account, prefix):
+        async with httpx.AsyncClient(base_url=edge.url, timeout=60) as api:
+            out = []
+            for n in range(10):
+                response = await api.post(f"/api/v1/conversations/{conversation_id}/messages",
+                                          headers=account.auth,
+                                          json={"client_msg_id": f"{prefix}{n}", "body": f"{prefix}{n}"})
+                out.append(response)
+                await asyncio.sleep(0.05)
+            return out
+
+    sending = asyncio.gather(keep_sending(rt_edges[0], client, "a"), keep_sending(rt_edges[1], cleaner, "b"))
+    await asyncio.sleep(0.15)
+    os.kill(pid, signal.SIGKILL)
+    results = [r for batch in await sending for r in batch]
+
+    # then the shard came back in a new process, every acknowledged message is stored once, and
+    # seqs stay gapless
+    assert await actor.pid.remote() != pid
+    acked += [r.json()["data"] for r in results if r.status_code in (200, 201)]
+    assert len(acked) >= 5 + 15, [r.text for r in results if r.status_code not in (200, 201)]
+    async with httpx.AsyncClient(base_url=rt_edges[1].url) as api:
+        stored = await messages(api, cleaner, conversation_id, limit=100)
+    assert [m["seq"] for m in stored] == list(range(1, len(stored) + 1))
+    stored_by_key = {(m["sender_id"], m["client_msg_id"]): m for m in stored}
+    for message in acked:
+        assert stored_by_key[(message["sender_id"], message["client_msg_id"])] == message
+    # and sending after the restart continues the sequence
+    async with httpx.AsyncClient(base_url=rt_edges[0].url, timeout=60) as api:
+        after = (await send(api, client, conversation_id, "after restart")).json()["data"]
+    assert after["seq"] == len(stored) + 1
+
+
+async def test_concurrent_sends_to_one_shard_are_coalesced_into_fewer_ray_calls(booking, rt_async, settings):
+    # given a conversation whose shard is warm
+    api = rt_async[0]
+    client, _, conversation_id = await booking()
+    assert (await send(api, client, conversation_id, "warm up")).status_code == 201
+    count = int(REALTIME_ENV["SPOTLESS_CONVERSATION_SHARDS"])
+    actor = ray.get_actor(f"conversations-{shard_of_conversation(conversation_id, count)}-of-{count}",
+                          namespace=settings.ray_namespace)
+    before = await actor.stats.remote()
+    # when thirty sends arrive at one edge worker at once
+    responses = await asyncio.gather(*(send(api, client, conversation_id, f"m{n}") for n in range(30)))
+    after = await actor.stats.remote()
+    # then all are stored, gapless, through fewer Ray calls than messages
+    assert sorted(r.json()["data"]["seq"] for r in responses) == list(range(2, 32))
+    assert after["items"] - before["items"] == 30
+    assert after["calls"] - before["calls"] < 30

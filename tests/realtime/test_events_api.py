@@ -1,0 +1,101 @@
+"""Server-side publishing through Pusher's HTTP events API, driven by the official `pusher` SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from urllib.parse import urlsplit
+
+import httpx
+import pusher
+import pytest
+
+from tests.realtime.conftest import unique
+
+
+def sdk(edge, *, app_id="100001", key="spotless-key", secret="test-realtime-secret") -> pusher.Pusher:
+    url = urlsplit(edge.url)
+    return pusher.Pusher(app_id=app_id, key=key, secret=secret, host=url.hostname, port=url.port,
+                         ssl=False, timeout=10)
+
+
+async def trigger(*args, **kwargs):
+    # The SDK is synchronous (requests); keep the event loop free for the sockets under test.
+    return await asyncio.to_thread(*args, **kwargs)
+
+
+async def test_an_event_triggered_with_the_sdk_reaches_subscribers_on_every_worker(sockets, rt_edges):
+    # given subscribers on both edge processes
+    channel = unique("orders-")
+    here, there = await sockets(0), await sockets(1)
+    await here.subscribe(channel)
+    await there.subscribe(channel)
+    # when the server publishes through edge 0
+    result = await trigger(sdk(rt_edges[0]).trigger, [channel], "order.updated", {"state": "paid"})
+    # then
+    assert result == {}
+    for sock in (here, there):
+        frame = await sock.expect("order.updated", channel)
+        assert frame["data"] == {"state": "paid"}
+
+
+async def test_batch_events_and_socket_exclusion(sockets, rt_edges):
+    # given two subscribers
+    channel = unique("batch-")
+    sender, other = await sockets(0), await sockets(1)
+    await sender.subscribe(channel)
+    await other.subscribe(channel)
+    # when a batch is triggered on behalf of `sender` (its socket_id excluded)
+    await trigger(sdk(rt_edges[1]).trigger_batch, [
+        {"channel": channel, "name": "first", "data": {"n": 1}, "socket_id": sender.socket_id},
+        {"channel": channel, "name": "second", "data": {"n": 2}},
+    ])
+    # then the other socket gets both in order, the sender only the second
+    assert (await other.expect("first", channel))["data"] == {"n": 1}
+    assert (await other.expect("second", channel))["data"] == {"n": 2}
+    assert (await sender.frame())["event"] == "second"
+
+
+async def test_apps_are_isolated(sockets, rt_edges):
+    # given the same channel name on two apps
+    channel = unique("shared-")
+    mine, theirs = await sockets(0, "spotless-key"), await sockets(0, "other-key")
+    await mine.subscribe(channel)
+    await theirs.subscribe(channel)
+    # when app "spotless" publishes
+    await trigger(sdk(rt_edges[0]).trigger, channel, "hello", {"x": 1})
+    # then only its own socket hears it
+    await mine.expect("hello", channel)
+    await theirs.nothing("hello")
+
+
+def test_a_wrong_secret_is_refused(rt_edge):
+    with pytest.raises(pusher.errors.PusherBadAuth):
+        sdk(rt_edge, secret="not-the-secret").trigger("anything", "evt", {})
+
+
+def test_an_unknown_app_is_refused(rt_edge):
+    with pytest.raises(pusher.errors.PusherError):
+        sdk(rt_edge, app_id="999999").trigger("anything", "evt", {})
+
+
+def test_stale_timestamps_and_tampered_bodies_are_refused(rt_edge):
+    client = sdk(rt_edge)
+    request = client._pusher_client.trigger.make_request(["c"], "evt", {"a": 1})
+    url = f"{rt_edge.url}{request.path}"
+    old = dict(request.query_params)
+    # when the body is changed after signing
+    tampered = httpx.post(url, params=old, content=request.body.replace(b'evt', b'evx'),
+                          headers={"content-type": "application/json"})
+    # then
+    assert tampered.status_code == 401 and tampered.json()["code"] == "bad_signature"
+    stale = dict(old, auth_timestamp=str(int(time.time()) - 3600))
+    response = httpx.post(url, params=stale, content=request.body,
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 401 and response.json()["code"] == "bad_timestamp"
+
+
+def test_events_over_the_apps_size_limit_are_refused(rt_edge):
+    # given the test app's 2000-byte limit (the SDK itself allows 10 KB)
+    with pytest.raises(pusher.errors.PusherError, match="422"):
+        sdk(rt_edge).trigger("big", "evt", {"blob": "x" * 3000})

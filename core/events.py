@@ -1,8 +1,14 @@
-"""Event types and NATS subject names, defined once. Payload schemas live beside their type."""
+"""Event types, their payload schemas and NATS subject names, defined once.
+
+Durable work travels outbox → relay → JetStream. Every name on the shared NATS server (streams,
+consumers, subjects) starts with the deployment's `jetstream_prefix`, so two deployments or two
+test sessions on one server never see each other's work. Live fan-out uses `rt.<channel>`.
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import NotRequired, TypedDict
 
 
 class EventType(StrEnum):
@@ -10,16 +16,178 @@ class EventType(StrEnum):
     EMAIL_VERIFICATION_REQUESTED = "account.email_verification_requested"
     PASSWORD_RESET_REQUESTED = "account.password_reset_requested"
     PASSWORD_CHANGED = "account.password_changed"
+    PUSH_REQUESTED = "notify.push_requested"
+    IMAGE_UPLOADED = "media.image_uploaded"
+    CLEANER_PROFILE_UPDATED = "cleaner.profile_updated"
+    CLEANER_AVAILABILITY_UPDATED = "cleaner.availability_updated"
+    CLEANER_VERIFICATION_SUBMITTED = "cleaner.verification_submitted"
+    CLEANER_VERIFICATION_APPROVED = "cleaner.verification_approved"
+    CLEANER_VERIFICATION_REJECTED = "cleaner.verification_rejected"
+    BOOKING_REQUESTED = "booking.requested"
+    BOOKING_ACCEPTED = "booking.accepted"
+    BOOKING_DECLINED = "booking.declined"
+    BOOKING_EXPIRED = "booking.expired"
+    BOOKING_CANCELLED = "booking.cancelled"
+    BOOKING_ON_THE_WAY = "booking.on_the_way"
+    BOOKING_STARTED = "booking.started"
+    BOOKING_COMPLETED = "booking.completed"
+    BOOKING_DISPUTED = "booking.disputed"
+    BOOKING_REMINDER_DUE = "booking.reminder_due"
+    BOOKING_PAYMENT_UPDATED = "booking.payment_updated"
 
 
-# Durable work goes to JetStream under this prefix; live fan-out uses "rt.<channel>".
+# --- payload schemas, one per event type ---
+
+class UserRegistered(TypedDict):
+    user_id: str
+    role: str
+
+
+class EmailVerificationRequested(TypedDict):
+    user_id: str
+    email: str
+    name: str
+    token: str
+    expires_at: str  # ISO 8601
+
+
+class PasswordResetRequested(EmailVerificationRequested):
+    pass
+
+
+class PasswordChanged(TypedDict):
+    user_id: str
+    email: str
+    name: str
+
+
+class PushCategory(StrEnum):
+    """What a notification is about; users switch categories on and off."""
+
+    ACCOUNT = "account"
+    BOOKINGS = "bookings"
+    CHAT = "chat"
+    MARKETING = "marketing"
+
+
+class PushRequested(TypedDict):
+    user_ids: list[str]
+    category: str  # a PushCategory
+    title: str
+    body: str
+    data: dict[str, str]  # apps route on data["route"]
+    badge: NotRequired[int]
+
+
+class ImageUploaded(TypedDict):
+    image_id: str
+    key: str  # the original's key in storage.files
+    owner_id: NotRequired[str]
+
+
+
+class CleanerChanged(TypedDict):
+    """Profile or availability changed: caches of search and presence reload the cleaner."""
+
+    cleaner_id: str
+
+
+class CleanerVerificationSubmitted(TypedDict):
+    cleaner_id: str
+    document_id: str
+
+
+class CleanerVerificationDecided(TypedDict):
+    cleaner_id: str
+    status: str  # "approved" | "rejected"
+    reason: str | None
+    decided_by: str
+
+class BookingChanged(TypedDict):
+    """A booking moved (or is due a reminder); jobs notify both parties from this alone."""
+
+    booking_id: str
+    state: str
+    client_id: str
+    cleaner_id: str
+    starts_at: str  # ISO 8601
+    by: str  # the party that acted: client | cleaner | admin | system
+    reason: NotRequired[str]
+    cancellation_fee_minor: NotRequired[int]
+
+
+PAYLOADS: dict[EventType, type] = {
+    EventType.USER_REGISTERED: UserRegistered,
+    EventType.EMAIL_VERIFICATION_REQUESTED: EmailVerificationRequested,
+    EventType.PASSWORD_RESET_REQUESTED: PasswordResetRequested,
+    EventType.PASSWORD_CHANGED: PasswordChanged,
+    EventType.PUSH_REQUESTED: PushRequested,
+    EventType.IMAGE_UPLOADED: ImageUploaded,
+    EventType.CLEANER_PROFILE_UPDATED: CleanerChanged,
+    EventType.CLEANER_AVAILABILITY_UPDATED: CleanerChanged,
+    EventType.CLEANER_VERIFICATION_SUBMITTED: CleanerVerificationSubmitted,
+    EventType.CLEANER_VERIFICATION_APPROVED: CleanerVerificationDecided,
+    EventType.CLEANER_VERIFICATION_REJECTED: CleanerVerificationDecided,
+    EventType.BOOKING_REQUESTED: BookingChanged,
+    EventType.BOOKING_ACCEPTED: BookingChanged,
+    EventType.BOOKING_DECLINED: BookingChanged,
+    EventType.BOOKING_EXPIRED: BookingChanged,
+    EventType.BOOKING_CANCELLED: BookingChanged,
+    EventType.BOOKING_ON_THE_WAY: BookingChanged,
+    EventType.BOOKING_STARTED: BookingChanged,
+    EventType.BOOKING_COMPLETED: BookingChanged,
+    EventType.BOOKING_DISPUTED: BookingChanged,
+    EventType.BOOKING_REMINDER_DUE: BookingChanged,
+    EventType.BOOKING_PAYMENT_UPDATED: BookingChanged,
+}
+
+
+# --- NATS names ---
+
 JOBS_SUBJECT_PREFIX = "jobs"
+DEAD_SUBJECT_PREFIX = "dead"
 REALTIME_SUBJECT_PREFIX = "rt"
 
 
-def job_subject(event_type: str) -> str:
-    return f"{JOBS_SUBJECT_PREFIX}.{event_type}"
+def job_subject(event_type: str, *, prefix: str) -> str:
+    """The JetStream subject an outbox event of `event_type` is published on."""
+    return f"{prefix}.{JOBS_SUBJECT_PREFIX}.{event_type}"
+
+
+def dead_letter_subject(event_type: str, *, prefix: str, consumer: str) -> str:
+    """Where a job that exhausted its deliveries (or was poison) is parked for people to read."""
+    return f"{prefix}.{DEAD_SUBJECT_PREFIX}.{consumer}.{event_type}"
+
+
+def jobs_stream(prefix: str) -> str:
+    return f"{prefix}_jobs".upper().replace(".", "_")
+
+
+def dead_letter_stream(prefix: str) -> str:
+    return f"{prefix}_dead".upper().replace(".", "_")
+
+
+def consumer_name(prefix: str, kind: str, event_type: str) -> str:
+    """The durable pull consumer of one worker kind (`email`, `push`, ...) for one event type.
+
+    One consumer per (kind, type), each with a single filter subject, because servers before
+    NATS 2.10 ignore a consumer's list of filter subjects.
+    """
+    return f"{prefix}_{kind}_{event_type}".replace(".", "_")
+
+
+# Headers of a job message; the body is the payload as JSON.
+EVENT_ID_HEADER = "Spotless-Event-Id"  # also sent as Nats-Msg-Id, for JetStream de-duplication
+EVENT_TYPE_HEADER = "Spotless-Event-Type"
+CREATED_AT_HEADER = "Spotless-Created-At"  # Unix seconds the outbox row was written
 
 
 def realtime_subject(channel: str) -> str:
     return f"{REALTIME_SUBJECT_PREFIX}.{channel}"
+
+
+class RealtimeEvent(StrEnum):
+    """Event names that servers send to sockets on `rt.<channel>` (not outbox event types)."""
+
+    CHAT_MESSAGE = "chat.message"  # data: a chat message with its per-conversation seq
+    CHAT_READ = "chat.read"  # data: {user_id, seq}

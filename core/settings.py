@@ -72,6 +72,88 @@ class Settings(BaseSettings):
     oauth_http_timeout_s: float = 5.0
     jwks_cache_ttl_s: int = 3600
 
+    # --- actors and search ---
+    spatial_shards: int = 4
+    spatial_cell_deg: float = 0.5  # fixed lon/lat grid; see docs/decisions/0003-spatial-cells.md
+    spatial_rebuild_delta: int = 512  # changes since the last STRtree build that trigger a rebuild
+    spatial_shard_prefix: str = "spatial"
+    presence_shards: int = 2
+    presence_timeout_s: float = 90.0
+    presence_flush_s: float = 5.0  # how often a presence shard writes last_seen in one batch
+    presence_shard_prefix: str = "presence"
+    shard_client_max_inflight: int = 1  # Ray calls in flight per shard; the rest coalesce into the next
+    service_area_max_vertices: int = 2000
+    service_area_max_km2: float = 5000.0
+    search_max_hours: int = 12
+
+    # --- jobs (outbox relay, JetStream workers, scheduler, e-mail, push, images) ---
+    jetstream_prefix: str = "spotless"  # streams, consumers and subjects start with it
+    jobs_stream_max_age_s: int = 7 * 86400
+    jobs_duplicate_window_s: int = 600  # JetStream drops a re-published event id within this
+    job_max_deliveries: int = 5
+    job_ack_wait_s: float = 60.0
+    job_backoff_base_s: float = 1.0
+    job_backoff_max_s: float = 300.0
+    job_concurrency: int = 16
+    job_shutdown_grace_s: float = 20.0
+    relay_batch: int = 500
+    relay_poll_s: float = 0.05
+    scheduler_tick_s: float = 1.0
+    rate_limit_prune_every_s: int = 600
+    smtp_url: str = ""  # smtp://user:pass@host:587 or smtps://...; empty: write .eml files
+    smtp_timeout_s: float = 10.0
+    fcm_credentials_file: str = ""  # a service-account JSON; empty: push is logged, not sent
+    fcm_send_url: str = "https://fcm.googleapis.com/v1/projects/{project_id}/messages:send"
+    push_android_channel: str = "spotless_default"
+    fcm_http_timeout_s: float = 30.0
+    image_max_bytes: int = 20 * 1024 * 1024
+    image_max_pixels: int = 50_000_000
+    image_thumbnail_sizes: str = "160,480,1280"
+
+    # --- realtime ---
+    # JSON list of Pusher apps: {"id", "key", "secret"} plus optional limits (core/realtime.py).
+    realtime_apps: str = (
+        '[{"id": "1001", "key": "spotless-key", "secret": "dev-only-realtime-secret-change-me"}]'
+    )
+    realtime_activity_timeout_s: int = 30  # told to clients; the server pings after this idle
+    realtime_pong_timeout_s: float = 15.0  # no pong within this after a ping: close with 4201
+    realtime_worker_heartbeat_s: float = 10.0  # presence members of a worker silent 3x this are dropped
+    realtime_auth_timestamp_tolerance_s: int = 600  # signed HTTP events API requests
+    conversation_shards: int = 4
+    presence_channel_shards: int = 2
+    chat_message_max_chars: int = 4000
+    chat_recent_messages: int = 100  # per conversation, kept in its shard
+
+    # --- supply: uploads and profiles ---
+    file_storage_dir: Path | None = None  # default: <data_dir>/files (storage/files.py)
+    verification_document_max_bytes: int = 10 * 1024 * 1024
+    profile_photo_max_bytes: int = 5 * 1024 * 1024
+    upload_max_image_pixels: int = 40_000_000  # larger images are refused as decompression bombs
+    verification_max_pending_documents: int = 5
+    # Above the UK National Living Wage, so the platform never advertises a rate below it.
+    cleaner_min_hourly_rate_minor: int = 1300
+    cleaner_max_hourly_rate_minor: int = 50_000
+
+    # --- bookings and payments ---
+    booking_max_hours: int = 12
+    booking_min_lead_s: int = 3600  # a booking starts at least this long after it is made
+    booking_max_advance_days: int = 180
+    booking_request_ttl_s: int = 4 * 3600  # an unanswered request expires (or at its start)
+    booking_reminder_lead_s: int = 24 * 3600  # both parties are reminded this long before
+    booking_take_rate_bp: int = 1500  # the platform's share of the subtotal, basis points
+    booking_tax_rate_bp: int = 2000  # added to the subtotal (UK VAT), basis points
+    booking_free_cancellation_s: int = 24 * 3600  # cancelling earlier than this before start is free
+    booking_late_cancellation_fee_bp: int = 5000  # what a late-cancelling client pays
+    booking_dispute_window_s: int = 72 * 3600  # after completion
+    payments_currency: str = "GBP"
+    stripe_api_key: str = ""  # empty: bookings are made without charging a card (dev only)
+    stripe_api_base: str = "https://api.stripe.com"  # tests point it at tests/fakes/stripe.py
+    stripe_webhook_secret: str = ""
+    stripe_webhook_tolerance_s: int = 300
+    stripe_http_timeout_s: float = 20.0
+    stripe_onboarding_return_url: str = "https://spotless.local/cleaner/payouts/done"
+    stripe_onboarding_refresh_url: str = "https://spotless.local/cleaner/payouts/retry"
+
     # --- observability ---
     log_level: str = "INFO"
     log_json: bool = True
@@ -79,6 +161,10 @@ class Settings(BaseSettings):
     @property
     def mail_path(self) -> Path:
         return self.mail_dir if self.mail_dir is not None else self.data_dir / "mail"
+
+    @property
+    def file_storage_path(self) -> Path:
+        return self.file_storage_dir if self.file_storage_dir is not None else self.data_dir / "files"
 
     @staticmethod
     def split(value: str) -> list[str]:

@@ -8,8 +8,15 @@ from sanic import Sanic
 from sanic.config import Config
 
 from actors import runtime
+from actors.clients import PresenceClient, SpatialClient
 from core.settings import Settings, get_settings
-from edge import accounts, health, oauth, staff
+from edge import accounts, chat, health, oauth, realtime, staff, supply
+from edge import bookings as bookings_api
+from edge import devices as devices_api
+from edge import payments as payments_api
+from edge import presence as presence_api
+from edge import search as search_api
+from edge import service_areas as service_areas_api
 from edge.errors import handle_exception
 from edge.oauth import JwksCache
 from edge.observability import configure_logging, on_request, on_response
@@ -39,8 +46,14 @@ def create_app(settings: Settings | None = None) -> Sanic:
         "REST API of the Spotless marketplace. Errors are RFC 9457 problem details."))
     app.ext.openapi.add_security_scheme("token", "http", scheme="bearer", bearer_format="<id>|<secret>")
 
-    for bp in (health.bp, accounts.bp, oauth.bp, staff.bp):
+    for bp in (health.bp, accounts.bp, oauth.bp, staff.bp, supply.bp, devices_api.bp):
         app.blueprint(bp)
+    for bp in (service_areas_api.bp, presence_api.bp, search_api.bp):
+        app.blueprint(bp)
+    app.blueprint(chat.bp)
+    app.blueprint(bookings_api.bp)
+    app.blueprint(payments_api.bp)
+    realtime.install(app)  # the Pusher-protocol socket, channel auth, events API
     app.error_handler.add(Exception, handle_exception)
     app.on_request(on_request)
     app.on_response(on_response)
@@ -54,6 +67,9 @@ def create_app(settings: Settings | None = None) -> Sanic:
         app.ctx.bus = Bus(settings.nats_url or "nats://127.0.0.1:4222", name="spotless-edge")
         app.ctx.bus.start()
         runtime.connect(settings)
+        # One client per worker: it coalesces this worker's concurrent calls per shard.
+        app.ctx.spatial = SpatialClient(settings)
+        app.ctx.presence = PresenceClient(settings)
 
     @app.after_server_stop
     async def stop(app: Sanic) -> None:

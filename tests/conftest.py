@@ -27,6 +27,10 @@ TEST_ENV = {
     "SPOTLESS_LOGIN_RATE_PER_IP": "100000",
     "SPOTLESS_LOGIN_RATE_PER_EMAIL": "5",
     "SPOTLESS_LOG_JSON": "true",
+    # Shard actors are shared by every edge of the session and keep the settings of the process
+    # that created them, so every edge must agree on these.
+    "SPOTLESS_REALTIME_WORKER_HEARTBEAT_S": "1",
+    "SPOTLESS_CONVERSATION_SHARDS": "2",
     "SPOTLESS_GOOGLE_CLIENT_IDS": "spotless-web.apps.googleusercontent.com,spotless-ios.apps.googleusercontent.com",
     "SPOTLESS_APPLE_CLIENT_IDS": "dev.spotless.app",
     "SPOTLESS_FACEBOOK_APP_ID": "424242",
@@ -80,6 +84,8 @@ async def services(tmp_root: Path, oauth_fake: OAuthFake) -> AsyncIterator[dict[
         "NATS_URL": nats_url,
         "RAY_ADDRESS": ray_address,
         "SPOTLESS_DATA_DIR": str(tmp_root / "data"),
+        # The NATS server may be shared with other test runs: JetStream names are per session.
+        "SPOTLESS_JETSTREAM_PREFIX": f"spotless_test_{secrets.token_hex(4)}",
         "SPOTLESS_RAY_NAMESPACE": ray.get_runtime_context().namespace,
         **oauth_fake.settings_env(),
     }

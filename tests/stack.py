@@ -93,7 +93,7 @@ def start_edge(env_overrides: dict[str, str], log_dir: Path, *, workers: int = 1
             env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 150
     last = ""
     while time.monotonic() < deadline:
         if proc.poll() is not None:

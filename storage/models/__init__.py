@@ -2,11 +2,26 @@
 
 from storage.models.accounts import OneTimeToken, PersonalAccessToken, SocialIdentity, User
 from storage.models.audit import AuditLog
+from storage.models.bookings import (
+    Booking,
+    BookingTransition,
+    PaymentCustomer,
+    PayoutAccount,
+    StripeEvent,
+)
+from storage.models.chat import ChatMessage, Conversation, ReadCursor
+from storage.models.jobs import (
+    Device,
+    FailedJob,
+    NotificationPreference,
+    ProcessedEvent,
+    ScheduledEvent,
+    ScheduledTask,
+)
 from storage.models.outbox import OutboxEvent
 from storage.models.supply import (
     AvailabilityException,
     AvailabilityRule,
-    Booking,
     CleanerPresence,
     CleanerProfile,
     CleanerService,
@@ -26,6 +41,19 @@ __all__ = [
     "ServiceType",
     "VerificationDocument",
     "AuditLog",
+    "BookingTransition",
+    "PaymentCustomer",
+    "PayoutAccount",
+    "StripeEvent",
+    "ChatMessage",
+    "Conversation",
+    "ReadCursor",
+    "Device",
+    "FailedJob",
+    "NotificationPreference",
+    "ProcessedEvent",
+    "ScheduledEvent",
+    "ScheduledTask",
     "OneTimeToken",
     "OutboxEvent",
     "PersonalAccessToken",

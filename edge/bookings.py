@@ -1,0 +1,183 @@
+"""/api/v1/bookings: quote, book, list, read and move bookings. Thin handlers: parse,
+authorise, call storage.bookings, shape the response. Who may do what is core.bookings' call."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import Field
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, json
+from sanic_ext import openapi
+
+from core.accounts import Role
+from core.bookings import Party, Quote, navigation_links, parse_hours
+from core.errors import Invalid, NotFound
+from core.pagination import parse_limit
+from core.settings import Settings
+from edge.accounts import settings_of
+from edge.auth import authenticated, current_session
+from edge.staff import parse_uuid
+from edge.supply import money
+from edge.validation import Body, openapi_body, parse_body
+from storage import bookings
+from storage.models import Booking, BookingTransition, User
+
+bp = Blueprint("bookings", url_prefix="/api/v1/bookings")
+
+
+class QuoteBody(Body):
+    cleaner_id: str = Field(max_length=64)
+    service: str = Field(max_length=40)
+    hours: Any = Field(description="a multiple of 0.25, as a number or a string")
+
+
+class BookingBody(QuoteBody):
+    start: str = Field(max_length=64, description="ISO 8601 with an offset, on a whole minute")
+    address: str = Field(max_length=1000)
+    lat: float | None = None
+    lng: float | None = None
+    notes: str = Field(default="", max_length=4000)
+    payment_method_id: str | None = Field(default=None, max_length=255,
+                                          description="a saved card (pm_...); needed when payments are on")
+
+
+class ReasonBody(Body):
+    reason: str = Field(default="", max_length=2000)
+
+
+def _parse_start(raw: str) -> datetime:
+    try:
+        return datetime.fromisoformat(raw)
+    except ValueError:
+        raise Invalid("must be an ISO 8601 date-time with an offset", field="start") from None
+
+
+def quote_json(quote: Quote) -> dict[str, Any]:
+    """The lines a client sees before booking (the same ones a booking shows them)."""
+    currency = quote.currency
+    return {"hours": str(quote.hours), "hourly_rate": money(quote.hourly_rate_minor, currency),
+            "subtotal": money(quote.subtotal_minor, currency), "tax": money(quote.tax_minor, currency),
+            "total": money(quote.amount_minor, currency)}
+
+
+def price_json(booking: Booking, party: Party) -> dict[str, Any]:
+    """The price lines; what the platform keeps and the cleaner takes home are not the client's."""
+    c = booking.currency
+    lines = {"hourly_rate": money(booking.hourly_rate_minor, c), "subtotal": money(booking.subtotal_minor, c),
+             "tax": money(booking.tax_minor, c), "total": money(booking.amount_minor, c)}
+    if party != Party.CLIENT:
+        lines["platform_fee"] = money(booking.platform_fee_minor, c)
+        lines["cleaner_payout"] = money(booking.subtotal_minor - booking.platform_fee_minor, c)
+    return lines
+
+
+def booking_json(booking: Booking, party: Party, timeline: list[BookingTransition] | None = None) -> dict[str, Any]:
+    """A booking as `party` sees it; the cleaner gets directions to the door."""
+    c = booking.currency
+    when = {name: (value.isoformat() if value else None) for name, value in [
+        ("accepted_at", booking.accepted_at), ("declined_at", booking.declined_at),
+        ("expired_at", booking.expired_at), ("on_the_way_at", booking.on_the_way_at),
+        ("started_at", booking.started_at), ("completed_at", booking.completed_at),
+        ("cancelled_at", booking.cancelled_at), ("disputed_at", booking.disputed_at)]}
+    body: dict[str, Any] = {
+        "id": str(booking.id), "state": booking.state, "client_id": str(booking.client_id),
+        "cleaner_id": str(booking.cleaner_id), "service": booking.service_id,
+        "start": booking.starts_at.isoformat(), "end": booking.ends_at.isoformat(), "hours": str(booking.hours),
+        "price": price_json(booking, party),
+        "address": booking.address, "location": ({"lat": booking.lat, "lng": booking.lng}
+                                                 if booking.lat is not None else None),
+        "notes": booking.notes, "created_at": booking.created_at.isoformat(), **when,
+        "payment": {"status": booking.payment_status, "captured": money(booking.captured_minor, c),
+                    "refunded": money(booking.refunded_minor, c)},
+    }
+    if booking.state == "cancelled":
+        body["cancellation"] = {"by": booking.cancelled_by, "reason": booking.cancel_reason,
+                                "late": booking.late_cancellation, "fee": money(booking.cancellation_fee_minor, c)}
+    if party in (Party.CLEANER, Party.ADMIN):
+        body["navigation"] = navigation_links(lat=booking.lat, lng=booking.lng, address=booking.address)
+    if timeline is not None:
+        body["timeline"] = [{"from": t.from_state, "to": t.to_state, "by": t.party, "reason": t.reason,
+                             "at": t.created_at.isoformat()} for t in timeline]
+    return body
+
+
+@bp.post("/quote")
+@openapi.definition(summary="What a booking would cost, with the breakdown", body=openapi_body(QuoteBody),
+                    tag="bookings")
+@authenticated(Role.CLIENT)
+async def quote(request: Request) -> HTTPResponse:
+    settings = settings_of(request)
+    body = parse_body(request, QuoteBody)
+    priced = await bookings.quote_booking(
+        actor=current_session(request).user, cleaner_id=parse_uuid(body.cleaner_id, field="cleaner_id"),
+        service=body.service, hours=parse_hours(body.hours, max_hours=settings.booking_max_hours),
+        settings=settings)
+    return json({"quote": quote_json(priced)})
+
+
+@bp.post("")
+@openapi.definition(summary="Request a cleaner for a time; 409 slot_taken when they are not free",
+                    body=openapi_body(BookingBody), tag="bookings")
+@authenticated(Role.CLIENT)
+async def create(request: Request) -> HTTPResponse:
+    settings = settings_of(request)
+    body = parse_body(request, BookingBody)
+    made = await bookings.create_booking(actor=current_session(request).user, settings=settings,
+                                         request=bookings.BookingRequest(
+        cleaner_id=parse_uuid(body.cleaner_id, field="cleaner_id"), service=body.service,
+        start=_parse_start(body.start), hours=parse_hours(body.hours, max_hours=settings.booking_max_hours),
+        address=body.address, lat=body.lat, lng=body.lng, notes=body.notes,
+        payment_method_id=body.payment_method_id))
+    return json({"booking": booking_json(made, Party.CLIENT)}, status=201)
+
+
+@bp.get("")
+@openapi.definition(summary="Your bookings, latest start first (?state=, ?cursor=, ?limit=)", tag="bookings")
+@authenticated()
+async def list_mine(request: Request) -> HTTPResponse:
+    user = current_session(request).user
+    rows, next_cursor = await bookings.list_bookings(
+        actor=user, state=request.args.get("state") or None, cursor=request.args.get("cursor"),
+        limit=parse_limit(request.args.get("limit")))
+    party = {Role.CLIENT: Party.CLIENT, Role.CLEANER: Party.CLEANER}.get(Role(user.role), Party.ADMIN)
+    return json({"bookings": [booking_json(b, party) for b in rows], "next_cursor": next_cursor})
+
+
+@bp.get("/<booking_id:str>")
+@openapi.definition(summary="One booking with its timeline; 404 unless you are a party to it", tag="bookings")
+@authenticated()
+async def read(request: Request, booking_id: str) -> HTTPResponse:
+    booking, party = await bookings.get_booking(actor=current_session(request).user,
+                                                booking_id=parse_uuid(booking_id))
+    return json({"booking": booking_json(booking, party, await bookings.transitions_of(booking))})
+
+
+Mover = Callable[[UUID, User, str, Settings], Awaitable[Booking]]
+MOVES: dict[str, Mover] = {
+    "accept": lambda i, u, r, s: bookings.accept_booking(i, actor=u, settings=s),
+    "decline": lambda i, u, r, s: bookings.decline_booking(i, actor=u, settings=s, reason=r),
+    "cancel": lambda i, u, r, s: bookings.cancel_booking(i, actor=u, settings=s, reason=r),
+    "on-the-way": lambda i, u, r, s: bookings.mark_on_the_way(i, actor=u, settings=s),
+    "start": lambda i, u, r, s: bookings.start_booking(i, actor=u, settings=s),
+    "complete": lambda i, u, r, s: bookings.complete_booking(i, actor=u, settings=s),
+    "dispute": lambda i, u, r, s: bookings.dispute_booking(i, actor=u, settings=s, reason=r),
+}
+
+
+@bp.post("/<booking_id:str>/<move:str>")
+@openapi.definition(summary="Move a booking on: accept, decline, cancel, on-the-way, start, complete, "
+                            "dispute (cancel and dispute need a reason)", body=openapi_body(ReasonBody),
+                    tag="bookings")
+@authenticated()
+async def move(request: Request, booking_id: str, move: str) -> HTTPResponse:
+    if move not in MOVES:
+        raise NotFound(f"bookings have no '{move}' action")
+    user = current_session(request).user
+    reason = parse_body(request, ReasonBody).reason if request.body else ""
+    moved = await MOVES[move](parse_uuid(booking_id), user, reason, settings_of(request))
+    _, party = await bookings.get_booking(actor=user, booking_id=moved.id)
+    return json({"booking": booking_json(moved, party)})

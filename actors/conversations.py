@@ -22,6 +22,7 @@ import ray
 from tortoise.exceptions import IntegrityError
 
 from actors.clients import Coalescer
+from actors.runtime import shard_options
 from core.channels import BookingParties, conversation_channel
 from core.chat import check_message, next_seqs, read_cursor_after
 from core.errors import Conflict, Invalid, NotFound, Unavailable
@@ -207,9 +208,7 @@ class ConversationShard:
 def conversation_shard(settings: Settings, shard: int) -> Any:
     count = settings.conversation_shards
     return ConversationShard.options(  # type: ignore[attr-defined]
-        name=f"conversations-{shard}-of-{count}", namespace=settings.ray_namespace,
-        get_if_exists=True, lifetime="detached", max_restarts=-1, max_task_retries=3,
-        max_concurrency=256, num_cpus=0,
+        **shard_options(settings, f"conversations-{shard}-of-{count}", max_concurrency=256)
     ).remote(settings, shard, count)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 import ray
 
+from actors.runtime import shard_options
 from core.settings import Settings
 from core.sharding import shard_of_cleaner
 from storage.db import asyncpg_dsn
@@ -134,7 +135,5 @@ class PresenceShard:
 def presence_shard(settings: Settings, shard: int, *, prefix: str | None = None) -> Any:
     count = settings.presence_shards
     name = f"{prefix or settings.presence_shard_prefix}-{shard}-of-{count}"
-    return PresenceShard.options(  # type: ignore[attr-defined]
-        name=name, namespace=settings.ray_namespace, get_if_exists=True, lifetime="detached",
-        max_restarts=-1, max_task_retries=3, max_concurrency=64, num_cpus=0,
-    ).remote(settings, shard, count)
+    return PresenceShard.options(**shard_options(settings, name)).remote(  # type: ignore[attr-defined]
+        settings, shard, count)

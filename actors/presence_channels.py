@@ -20,6 +20,7 @@ from typing import Any
 
 import ray
 
+from actors.runtime import shard_options
 from core.events import realtime_subject
 from core.realtime import fanout_message, shard_of_channel
 from core.settings import Settings
@@ -126,9 +127,8 @@ def presence_channel_shard_at(settings: Settings, shard: int) -> Any:
     key = (settings.ray_namespace, shard, count)
     if key not in _handles:
         _handles[key] = PresenceChannelShard.options(  # type: ignore[attr-defined]
-            name=f"presence-channels-{shard}-of-{count}", namespace=settings.ray_namespace,
-            get_if_exists=True, lifetime="detached", max_restarts=-1, max_task_retries=0,
-            num_cpus=0,
+            **shard_options(settings, f"presence-channels-{shard}-of-{count}", max_concurrency=1000,
+                            max_task_retries=0)
         ).remote(settings, shard)
     return _handles[key]
 

@@ -37,3 +37,16 @@ async def ping(timeout_s: float = 2.0) -> None:
         raise RuntimeError("not connected to Ray")
     loop = asyncio.get_running_loop()
     await asyncio.wait_for(loop.run_in_executor(None, ray.cluster_resources), timeout_s)
+
+
+def shard_options(
+    settings: Settings, name: str, *, max_concurrency: int = 64, max_task_retries: int = 3
+) -> dict[str, object]:
+    """How every shard actor is created: named and namespaced so any process finds it, created
+    by whoever asks first, detached from its creator, and restarted by Ray when its process dies
+    (it then reloads its entities from PostgreSQL)."""
+    return {
+        "name": name, "namespace": settings.ray_namespace, "get_if_exists": True,
+        "lifetime": "detached", "max_restarts": -1, "max_task_retries": max_task_retries,
+        "max_concurrency": max_concurrency, "num_cpus": 0,
+    }

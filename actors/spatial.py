@@ -30,6 +30,7 @@ import numpy as np
 import ray
 import shapely
 
+from actors.runtime import shard_options
 from core.geometry import haversine_m
 from core.settings import Settings
 from core.sharding import shards_of_box
@@ -244,7 +245,5 @@ def spatial_shard(settings: Settings, shard: int, *, prefix: str | None = None) 
     """The handle of one named spatial shard, created on first use."""
     count = settings.spatial_shards
     name = f"{prefix or settings.spatial_shard_prefix}-{shard}-of-{count}"
-    return SpatialShard.options(  # type: ignore[attr-defined]
-        name=name, namespace=settings.ray_namespace, get_if_exists=True, lifetime="detached",
-        max_restarts=-1, max_task_retries=3, max_concurrency=64, num_cpus=0,
-    ).remote(settings, shard, count)
+    return SpatialShard.options(**shard_options(settings, name)).remote(  # type: ignore[attr-defined]
+        settings, shard, count)

@@ -63,7 +63,9 @@ def optional_seq(request: Request, name: str) -> int | None:
 @bp.get("/")
 @authenticated()
 async def list_conversations(request: Request) -> HTTPResponse:
-    return json({"data": await chat.list_conversations(viewer_of(request))})
+    conversations, next_cursor = await chat.list_conversations(
+        viewer_of(request), cursor=request.args.get("cursor"), limit=parse_limit(request.args.get("limit")))
+    return json({"data": conversations, "next_cursor": next_cursor})
 
 
 @bp.get("/<raw_id>/messages")

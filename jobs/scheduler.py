@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from core.clock import utcnow
 from core.settings import Settings
+from storage import bookings, ratelimit
 from storage import jobs as job_store
-from storage import ratelimit
 
 log = logging.getLogger("spotless.jobs.scheduler")
 
@@ -38,6 +38,9 @@ def tasks(settings: Settings) -> list[PeriodicTask]:
                      lambda: ratelimit.prune(older_than_s=max(3600, settings.rate_window_s * 2))),
         PeriodicTask("prune_processed_events", 3600.0,
                      lambda: job_store.prune_processed_events(older_than_s=PROCESSED_EVENTS_KEPT_S)),
+        PeriodicTask("expire_unanswered_bookings", 60.0,
+                     lambda: bookings.expire_unanswered(settings=settings)),
+        PeriodicTask("queue_booking_reminders", 60.0, lambda: bookings.reminders_due(settings=settings)),
     ]
 
 

@@ -8,6 +8,7 @@ booking's parties, which `load_booking_parties` loads. Nothing here publishes to
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -16,7 +17,9 @@ from tortoise.transactions import in_transaction
 
 from core.channels import BookingParties, Viewer, conversation_channel
 from core.chat import check_participant
+from core.errors import Invalid
 from core.events import EventType, PushCategory
+from core.pagination import decode_cursor, encode_cursor
 from storage import outbox
 
 _MESSAGE_COLUMNS = ("id, conversation_id::text AS conversation_id, seq, sender_id::text AS sender_id, "
@@ -161,27 +164,49 @@ async def list_messages(conversation_id: str, *, after_seq: int | None, before_s
     return [message_dict(r) for r in reversed(rows)]
 
 
-async def list_conversations(viewer: Viewer, *, limit: int = 200) -> list[dict[str, Any]]:
-    """The viewer's conversations (one per booking they are a party to), most recent first,
-    with unread counts: messages from the other party after the viewer's read cursor."""
+async def list_conversations(
+    viewer: Viewer, *, cursor: str | None = None, limit: int = 20
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of the viewer's conversations (one per booking they are a party to), most recently
+    active first, with unread counts: messages from the other party after the viewer's read
+    cursor. Returns the page and the cursor of the next one (None on the last page)."""
+    after = decode_cursor(cursor)
+    after_at: datetime | None = None
+    after_id: str | None = None
+    if after is not None:
+        try:
+            after_at, after_id = datetime.fromisoformat(after[0]), str(UUID(after[1]))
+        except (TypeError, ValueError, IndexError, KeyError):
+            raise Invalid("cursor is not one this API issued", field="cursor") from None
     rows = await _query(
-        """SELECT b.id::text AS id, b.client_id::text AS client_id, b.cleaner_id::text AS cleaner_id,
-                  b.state, b.starts_at, COALESCE(c.last_seq, 0) AS last_seq, c.last_message_at,
-                  COALESCE(r.seq, 0) AS read_seq, other.id::text AS other_id, other.name AS other_name,
-                  (SELECT count(*) FROM chat_messages m WHERE m.conversation_id = b.id
-                     AND m.seq > COALESCE(r.seq, 0) AND m.sender_id <> $1::uuid) AS unread
-           FROM bookings b
-           LEFT JOIN chat_conversations c ON c.id = b.id
-           LEFT JOIN chat_read_cursors r ON r.conversation_id = b.id AND r.user_id = $1::uuid
-           JOIN users other ON other.id = CASE WHEN b.client_id = $1::uuid THEN b.cleaner_id
-                                               ELSE b.client_id END
-           WHERE b.client_id = $1::uuid OR b.cleaner_id = $1::uuid
-           ORDER BY c.last_message_at DESC NULLS LAST, b.starts_at DESC LIMIT $2""",
-        viewer.user_id, limit)
+        """WITH mine AS (
+             SELECT b.id, b.client_id, b.cleaner_id, b.state, b.starts_at,
+                    COALESCE(c.last_seq, 0) AS last_seq, c.last_message_at,
+                    COALESCE(c.last_message_at, b.created_at) AS active_at,
+                    COALESCE(r.seq, 0) AS read_seq
+             FROM bookings b
+             LEFT JOIN chat_conversations c ON c.id = b.id
+             LEFT JOIN chat_read_cursors r ON r.conversation_id = b.id AND r.user_id = $1::uuid
+             WHERE b.client_id = $1::uuid OR b.cleaner_id = $1::uuid)
+           SELECT mine.id::text AS id, mine.client_id::text AS client_id,
+                  mine.cleaner_id::text AS cleaner_id, mine.state, mine.last_seq,
+                  mine.last_message_at, mine.active_at, mine.read_seq,
+                  other.id::text AS other_id, other.name AS other_name,
+                  (SELECT count(*) FROM chat_messages m WHERE m.conversation_id = mine.id
+                     AND m.seq > mine.read_seq AND m.sender_id <> $1::uuid) AS unread
+           FROM mine
+           JOIN users other ON other.id = CASE WHEN mine.client_id = $1::uuid THEN mine.cleaner_id
+                                               ELSE mine.client_id END
+           WHERE $3::timestamptz IS NULL OR (mine.active_at, mine.id) < ($3::timestamptz, $4::uuid)
+           ORDER BY mine.active_at DESC, mine.id DESC LIMIT $2""",
+        viewer.user_id, limit + 1, after_at, after_id)
+    page = rows[:limit]
+    next_cursor = (encode_cursor([page[-1]["active_at"].isoformat(), page[-1]["id"]])
+                   if len(rows) > limit else None)
     return [{
         "id": r["id"], "booking_id": r["id"], "channel": conversation_channel(r["id"]),
         "client_id": r["client_id"], "cleaner_id": r["cleaner_id"], "booking_state": r["state"],
         "with": {"id": r["other_id"], "name": r["other_name"]},
         "last_seq": int(r["last_seq"]), "read_seq": int(r["read_seq"]), "unread": int(r["unread"]),
         "last_message_at": r["last_message_at"].isoformat() if r["last_message_at"] else None,
-    } for r in rows]
+    } for r in page], next_cursor

@@ -185,9 +185,9 @@ async def settle(booking: Booking, *, settings: Settings) -> Booking:
     cancellation, release the hold when the booking ended for free."""
     if booking.payment_intent_id is None or booking.payment_status != PaymentStatus.AUTHORIZED:
         return booking
-    intents = _stripe(settings).v1.payment_intents
     changes: dict[str, Any]
     try:
+        intents = _stripe(settings).v1.payment_intents
         if booking.state == BookingState.COMPLETED:
             await intents.capture_async(booking.payment_intent_id, {"amount_to_capture": booking.amount_minor},
                                         _opts("booking-capture", booking.id))
@@ -205,7 +205,8 @@ async def settle(booking: Booking, *, settings: Settings) -> Booking:
             changes = {"payment_status": PaymentStatus.CANCELED}
         else:
             return booking
-    except stripe.StripeError as exc:
+    except (stripe.StripeError, Unavailable) as exc:
+        # The transition has committed; the money side is marked for staff to settle by hand.
         log.error("settling booking %s failed: %s", booking.id, exc)
         changes = {"payment_status": PaymentStatus.SETTLE_FAILED}
     await Booking.filter(id=booking.id).update(**changes)

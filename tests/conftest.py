@@ -17,7 +17,14 @@ import pytest_asyncio
 
 from core.settings import Settings, get_settings
 from tests.fakes.oauth import OAuthFake
-from tests.stack import EdgeProcess, create_database, drop_database, start_edge, start_nats, start_postgres
+from tests.stack import (
+    EdgeProcess,
+    create_database,
+    drop_database,
+    start_edge,
+    start_nats,
+    start_postgres,
+)
 
 # Settings every process of the test session shares (the edge subprocess inherits them).
 TEST_ENV = {

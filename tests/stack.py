@@ -76,8 +76,9 @@ class EdgeProcess:
     log: Path
 
     def stop(self) -> None:
-        from cli.embedded import stop_process
         import signal
+
+        from cli.embedded import stop_process
 
         stop_process(self.proc, sig=signal.SIGTERM, timeout_s=20)
 

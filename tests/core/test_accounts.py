@@ -2,7 +2,14 @@
 
 import pytest
 
-from core.accounts import check_name, check_password, hash_token_secret, normalise_email, parse_token, token_matches
+from core.accounts import (
+    check_name,
+    check_password,
+    hash_token_secret,
+    normalise_email,
+    parse_token,
+    token_matches,
+)
 from core.errors import Invalid
 
 

@@ -74,3 +74,26 @@ async def test_a_scheduled_event_enters_the_outbox_once_when_due(db, test_type):
     assert not await OutboxEvent.filter(event_id=later).exists()
     assert await ScheduledEvent.filter(event_id=later).exists()
     assert not await ScheduledEvent.filter(event_id=due).exists()
+
+
+async def test_the_scheduler_expires_unanswered_booking_requests(db, settings):
+    from storage import bookings
+    from storage.models import Booking
+    from tests.storage.test_bookings import bookable_cleaner, make_user, request_for, tomorrow_at
+
+    # given a booking request nobody answered for longer than its time to live
+    cleaner, client = await bookable_cleaner(settings), await make_user(settings, "client")
+    booking = await bookings.create_booking(actor=client, settings=settings,
+                                            request=request_for(cleaner, tomorrow_at(10, days=4)))
+    await Booking.filter(id=booking.id).update(
+        created_at=utcnow() - timedelta(seconds=settings.booking_request_ttl_s + 5))
+    # when the scheduler's expiry task comes due
+    periodic = [t for t in tasks(settings) if t.name == "expire_unanswered_bookings"]
+    await register(periodic)
+    await connections.get("default").execute_query(
+        "UPDATE scheduled_tasks SET next_run_at = now() WHERE name = 'expire_unanswered_bookings'")
+    assert await run_due(periodic) == ["expire_unanswered_bookings"]
+    # then the request is expired and its last error is empty
+    assert (await Booking.get(id=booking.id)).state == "expired"
+    row = await ScheduledTask.get(name="expire_unanswered_bookings")
+    assert row.last_error is None

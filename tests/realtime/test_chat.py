@@ -215,3 +215,36 @@ async def test_concurrent_sends_to_one_shard_are_coalesced_into_fewer_ray_calls(
     assert sorted(r.json()["data"]["seq"] for r in responses) == list(range(2, 32))
     assert after["items"] - before["items"] == 30
     assert after["calls"] - before["calls"] < 30
+
+
+async def test_conversations_are_listed_a_page_at_a_time_most_recent_first(booking, rt_async):
+    from datetime import timedelta
+
+    from tortoise import connections
+
+    from core.clock import utcnow
+    from core.ids import new_id
+
+    api = rt_async[0]
+    # given a client with three bookings (so three conversations) with one cleaner
+    client, cleaner, first = await booking()
+    ids = [first]
+    for days in (5, 8):
+        booking_id, starts = str(new_id()), utcnow() + timedelta(days=days)
+        await connections.get("default").execute_query(
+            "INSERT INTO bookings (id, client_id, cleaner_id, service_id, state, starts_at, ends_at) "
+            "VALUES ($1, $2, $3, 'standard', 'accepted', $4, $5)",
+            [booking_id, client.id, cleaner.id, starts, starts + timedelta(hours=2)])
+        ids.append(booking_id)
+    # and the oldest conversation has the latest message
+    assert (await send(api, client, first, "still on for Tuesday?")).status_code == 201
+    # when the client pages through two at a time
+    page1 = (await api.get("/api/v1/conversations", headers=client.auth, params={"limit": 2})).json()
+    page2 = (await api.get("/api/v1/conversations", headers=client.auth,
+                           params={"limit": 2, "cursor": page1["next_cursor"]})).json()
+    # then all three come once, the one with the message first, and the last page says so
+    listed = [c["id"] for c in page1["data"] + page2["data"]]
+    assert sorted(listed) == sorted(ids) and listed[0] == first
+    assert page2["next_cursor"] is None
+    bad = await api.get("/api/v1/conversations", headers=client.auth, params={"cursor": "bm9wZQ"})
+    assert bad.status_code == 422

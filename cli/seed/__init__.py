@@ -19,7 +19,7 @@ Never run this against production: the demo password is public.
 from __future__ import annotations
 
 from cli.seed.accounts import seed_accounts
-from cli.seed.bookings import seed_bookings
+from cli.seed.bookings import BOOKING_PLAN, seed_bookings
 from cli.seed.city import (
     DEMO_ADMIN_EMAIL,
     DEMO_CITY,
@@ -61,8 +61,8 @@ async def seed_demo(settings: Settings) -> str:
     finally:
         await close_database()
     return "\n".join([
-        f"demo city {DEMO_CITY}: 1 admin, {len(DEMO_CLIENTS)} clients, {len(DEMO_CLEANERS)} "
-        "cleaners (approved, with schedules and service areas), demo bookings",
+        f"demo city {DEMO_CITY} (1 admin, {len(DEMO_CLIENTS)} clients, {len(DEMO_CLEANERS)} cleaners, "
+        f"{len(BOOKING_PLAN)} bookings planned):",
         *(f"  {line}" for line in report.lines),
         f"demo logins (password {DEMO_PASSWORD!r}):",
         f"  admin    {DEMO_ADMIN_EMAIL}",

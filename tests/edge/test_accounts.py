@@ -184,3 +184,23 @@ async def test_forgot_password_does_not_reveal_whether_an_account_exists(api, db
     response = api.post("/api/v1/auth/password/forgot", json={"email": email})
     assert response.status_code == 202
     assert await messages_to(settings, email) == []
+
+
+async def test_an_expired_reset_link_is_refused(api, db, settings):
+    from datetime import timedelta
+
+    from core.clock import utcnow
+    from storage.models import OneTimeToken
+
+    # given a reset link that has outlived its lifetime
+    account = register(api)
+    assert api.post("/api/v1/auth/password/forgot", json={"email": account.email}).status_code == 202
+    token = token_in([m for m in await messages_to(settings, account.email)
+                      if m["Subject"] == "Reset your Spotless password"][0])
+    await OneTimeToken.filter(user_id=account.id, purpose="password_reset").update(
+        expires_at=utcnow() - timedelta(seconds=1))
+    # when it is used, then it is refused and the old password still works
+    response = api.post("/api/v1/auth/password/reset", json={"token": token, "password": "a brand new passphrase"})
+    assert response.status_code == 422 and response.json()["code"] == "token_invalid"
+    assert api.post("/api/v1/auth/login", json={"email": account.email, "password": account.password}
+                    ).status_code == 200

@@ -19,6 +19,7 @@ class Bus:
         self.name = name
         self.client: Client | None = None
         self._task: asyncio.Task[None] | None = None
+        self._first_connect = asyncio.Event()
 
     @property
     def connected(self) -> bool:
@@ -35,6 +36,7 @@ class Bus:
                     self.url, name=self.name, max_reconnect_attempts=-1, reconnect_time_wait=1,
                     connect_timeout=2, allow_reconnect=True,
                 )
+                self._first_connect.set()
                 return
             except Exception as exc:  # nats-py raises several unrelated types on connect
                 log.warning("NATS not reachable at %s (%s); retrying", self.url, type(exc).__name__)
@@ -42,9 +44,9 @@ class Bus:
                 delay = min(delay * 2, 5.0)
 
     async def wait_connected(self, timeout_s: float) -> bool:
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while not self.connected and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
+        if not self.connected:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._first_connect.wait(), timeout_s)
         return self.connected
 
     async def close(self) -> None:

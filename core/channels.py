@@ -78,6 +78,10 @@ def user_channel(user_id: str) -> str:
     return f"private-user.{user_id}"
 
 
+def booking_channel(booking_id: str) -> str:
+    return f"private-booking.{booking_id}"
+
+
 def authorize_channel(name: str, *, viewer: Viewer, booking: BookingParties | None) -> None:
     """Raise Forbidden unless `viewer` may join channel `name` (`booking`: its parties, loaded
     when booking_id_of(name) is not None; None when there is no such booking)."""

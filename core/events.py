@@ -191,3 +191,5 @@ class RealtimeEvent(StrEnum):
 
     CHAT_MESSAGE = "chat.message"  # data: a chat message with its per-conversation seq
     CHAT_READ = "chat.read"  # data: {user_id, seq}
+    BOOKING_CREATED = "booking.created"  # data: a booking broadcast (core/booking_broadcasts.py)
+    BOOKING_UPDATED = "booking.updated"  # data: the same shape, after a transition

@@ -19,6 +19,7 @@ from core.settings import Settings
 from jobs.email import email_worker
 from jobs.images import images_worker
 from jobs.push import push_worker
+from jobs.realtime import realtime_worker
 from jobs.relay import run_relay
 from jobs.scheduler import run_scheduler
 from jobs.streams import ensure_streams
@@ -31,6 +32,7 @@ WORKER_KINDS: dict[str, Callable[[Settings], WorkerKind]] = {
     "email": email_worker,
     "push": push_worker,
     "images": images_worker,
+    "realtime": realtime_worker,
 }
 KINDS = (*WORKER_KINDS, "relay")
 

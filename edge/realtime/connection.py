@@ -19,6 +19,7 @@ from core.channels import ChannelKind, channel_kind
 from core.errors import Invalid
 from core.realtime import RealtimeApp
 from core.settings import Settings
+from edge.realtime.cleaner_presence import PRESENCE_EVENT, Heartbeats, record_heartbeat
 from edge.realtime.errors import (
     ClientEventRateLimited,
     ClientEventRejected,
@@ -79,7 +80,7 @@ class TokenBucket:
 
 class Connection:
     def __init__(self, ws: Any, app: RealtimeApp, hub: Hub, presence: PresenceRegistry,
-                 settings: Settings) -> None:
+                 settings: Settings, cleaner_presence: Heartbeats | None = None) -> None:
         self.ws = ws
         self.app = app
         self.app_id = app.id
@@ -91,6 +92,8 @@ class Connection:
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=SEND_QUEUE_LIMIT)
         self.bucket = TokenBucket(app.client_events_per_s)
         self.dropped = False
+        self.cleaner_presence = cleaner_presence
+        self.roles: dict[str, str] = {}
 
     # --- outgoing ---
 
@@ -237,10 +240,23 @@ class Connection:
             raise ClientEventRejected("Client events are only allowed on private and presence channels")
         if not self.bucket.take():
             raise ClientEventRateLimited()
+        if frame.event == PRESENCE_EVENT and self.cleaner_presence is not None:
+            await record_heartbeat(channel, _parsed(frame.data), self.cleaner_presence, self.roles)
+            return
         member = self.channels[channel]
         await self.hub.publish(app_id=self.app_id, channel=channel, event=frame.event,
                                data=frame.data, exclude_socket_id=self.socket_id,
                                user_id=member.user_id if member is not None else None)
+
+
+def _parsed(data: Any) -> Any:
+    """Client event data as sent: pusher-js sends an object, some clients a JSON string."""
+    if isinstance(data, str):
+        try:
+            return json.loads(data)
+        except ValueError:
+            return data
+    return data
 
 
 def _member(channel_data: Any) -> Member:

@@ -60,7 +60,8 @@ async def socket(request: Request, ws: WebsocketImplProtocol, key: str) -> None:
     except PusherError as exc:
         await report(ws, exc)
         return
-    connection = Connection(ws, app, state.hub, state.presence, settings)
+    connection = Connection(ws, app, state.hub, state.presence, settings,
+                            cleaner_presence=request.app.ctx.presence)
     state.hub.connections[app.id].add(connection)
     try:
         await connection.run()

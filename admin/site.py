@@ -5,13 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from starlette.middleware import Middleware
+from starlette.routing import Route
 from starlette_admin import BaseAdmin
 
 from admin.accounts import UserView
 from admin.audit import AuditLogView
 from admin.auth import StaffAuthProvider
+from admin.bookings import BookingView
+from admin.catalogue import ServiceTypeView
 from admin.csrf import SessionCSRFMiddleware
 from admin.outbox import OutboxView
+from admin.verification import VerificationQueueView
 from core.settings import Settings
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -47,6 +51,13 @@ def build_admin(settings: Settings) -> SpotlessAdmin:
         secret_key=settings.admin_session_secret,
     )
     admin.add_view(UserView(settings))
+    queue = VerificationQueueView(settings)
+    admin.add_view(queue)
+    # A plain GET (a download, not a page or an action), so it is a route of the admin app itself.
+    admin.routes.insert(0, Route("/verification-queue/document", queue.download_document,
+                                 name="verification-document"))
+    admin.add_view(BookingView(settings))
+    admin.add_view(ServiceTypeView())
     admin.add_view(AuditLogView())
     admin.add_view(OutboxView())
     return admin

@@ -6,8 +6,10 @@ search as `icontains` over the view's `searchable_fields`, and filters, `order_b
 `limit` and `count` as SQL. This module builds on it instead of keeping a second copy, and adds
 Spotless's rules for writes: every create, edit and delete runs in one transaction together
 with its audit row (who, what, before, after); a domain `Invalid` becomes the form's field
-errors; read-only views say `writable = False`. It never holds a business rule: a view whose
-model has a domain action (creating a user, suspending one) calls that action.
+errors; read-only views say `writable = False`. Lists also filter on choice columns and
+relation keys (admin/filters.py), and a search for a row's exact key finds it. It never holds
+a business rule: a view whose model has a domain action (creating a user, suspending one)
+calls that action.
 """
 
 from __future__ import annotations
@@ -22,12 +24,15 @@ from uuid import UUID
 
 from starlette.requests import Request
 from starlette_admin.contrib.tortoise import ModelView
+from starlette_admin.filters import FilterRegistry
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.expressions import Q
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
 from admin.auth import current_staff
 from admin.errors import as_form_errors
+from admin.filters import spotless_filters
 from core.errors import Invalid, NotFound
 from storage import audit
 
@@ -53,6 +58,23 @@ class TortoiseModelView(ModelView):
 
     def can_delete(self, request: Request) -> bool:
         return self.writable
+
+    # --- reading ---
+
+    def get_filter_registry(self) -> FilterRegistry:
+        return spotless_filters()
+
+    def get_search_query(self, request: Request, term: str) -> Q:
+        """The text search, plus the row whose key is `term` when the key is searchable."""
+        query = super().get_search_query(request, term)
+        if self.model._meta.pk_attr not in (self.searchable_fields or []):
+            return query
+        try:
+            key = self.model._meta.pk.to_python_value(term.strip())
+        except (TypeError, ValueError):
+            return query
+        by_key = Q(pk=key)
+        return by_key | query if query.children or query.filters else by_key
 
     # --- hooks a model's view overrides ---
 

@@ -211,7 +211,7 @@ async def _consume_one_time_token(secret: str, *, purpose: str, using: Any) -> O
 async def verify_email(*, token: str) -> User:
     async with in_transaction() as tx:
         ott = await _consume_one_time_token(token, purpose="email_verification", using=tx)
-        user = await User.get(id=ott.user_id).using_db(tx)
+        user = await User.filter(id=ott.user_id).using_db(tx).get()
         if user.email_verified_at is None:
             user.email_verified_at = utcnow()
             await user.save(update_fields=["email_verified_at", "updated_at"], using_db=tx)
@@ -245,7 +245,7 @@ async def reset_password(*, token: str, password: str, settings: Settings) -> Us
     """Set a new password through a reset link; every existing token is revoked."""
     async with in_transaction() as tx:
         ott = await _consume_one_time_token(token, purpose="password_reset", using=tx)
-        user = await User.get(id=ott.user_id).using_db(tx)
+        user = await User.filter(id=ott.user_id).using_db(tx).get()
         check_password(password, email=user.email, name=user.name, min_length=settings.password_min_length)
         user.password_hash = await hash_password(password, settings)
         # The link proved control of the mailbox.
@@ -281,6 +281,7 @@ async def sign_in_with_identity(
             .using_db(tx).select_related("user").first()
         )
         created = False
+        user: User | None
         if link is not None:
             user = link.user
         else:

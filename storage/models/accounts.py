@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from tortoise import fields
 from tortoise.models import Model
@@ -46,7 +47,7 @@ class PersonalAccessToken(Model):
     )
     name = fields.CharField(max_length=120)
     token_hash = fields.CharField(max_length=64, unique=True)
-    abilities = fields.JSONField(default=lambda: ["*"])
+    abilities: Any = fields.JSONField(default=lambda: ["*"])
     last_used_at = fields.DatetimeField(null=True)
     expires_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -67,6 +68,7 @@ class PersonalAccessToken(Model):
 
 
 class OneTimeToken(Model):
+    user_id: UUID  # the foreign key's column, which Tortoise adds beside `user`
     id = fields.UUIDField(primary_key=True, default=new_id)
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="one_time_tokens", on_delete=fields.CASCADE

@@ -1,5 +1,7 @@
 """The transactional outbox: events written in the same transaction as the change they describe."""
 
+from typing import Any
+
 from tortoise import fields
 from tortoise.models import Model
 
@@ -8,7 +10,7 @@ class OutboxEvent(Model):
     id = fields.BigIntField(primary_key=True)
     event_id = fields.UUIDField(unique=True)
     type = fields.CharField(max_length=64)
-    payload = fields.JSONField()
+    payload: Any = fields.JSONField()
     created_at = fields.DatetimeField(auto_now_add=True)
     sent_at = fields.DatetimeField(null=True)
     attempts = fields.IntField(default=0)

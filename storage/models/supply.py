@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from tortoise import fields
 from tortoise.models import Model
 
 from core.ids import new_id
+
+if TYPE_CHECKING:
+    from storage.models.accounts import User
 
 
 class ServiceType(Model):
@@ -49,8 +54,8 @@ class CleanerProfile(Model):
 
 class CleanerService(Model):
     id = fields.BigIntField(primary_key=True)
-    cleaner = fields.ForeignKeyField("models.CleanerProfile", related_name="services", on_delete=fields.CASCADE)
-    service = fields.ForeignKeyField("models.ServiceType", related_name=False, on_delete=fields.RESTRICT)
+    cleaner: fields.ForeignKeyRelation[CleanerProfile] = fields.ForeignKeyField("models.CleanerProfile", related_name="services", on_delete=fields.CASCADE)
+    service: fields.ForeignKeyRelation[ServiceType] = fields.ForeignKeyField("models.ServiceType", related_name=False, on_delete=fields.RESTRICT)
     hourly_rate_minor = fields.IntField()
 
     class Meta:
@@ -60,14 +65,14 @@ class CleanerService(Model):
 
 class VerificationDocument(Model):
     id = fields.UUIDField(primary_key=True, default=new_id)
-    cleaner = fields.ForeignKeyField("models.CleanerProfile", related_name="documents", on_delete=fields.CASCADE)
+    cleaner: fields.ForeignKeyRelation[CleanerProfile] = fields.ForeignKeyField("models.CleanerProfile", related_name="documents", on_delete=fields.CASCADE)
     storage_key = fields.CharField(max_length=300)
     content_type = fields.CharField(max_length=64)
     size_bytes = fields.IntField()
     sha256 = fields.CharField(max_length=64)
     status = fields.CharField(max_length=16, default="pending")
     reason = fields.TextField(null=True)
-    reviewed_by = fields.ForeignKeyField("models.User", related_name=False, null=True, on_delete=fields.SET_NULL)
+    reviewed_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField("models.User", related_name=False, null=True, on_delete=fields.SET_NULL)
     reviewed_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
@@ -76,9 +81,9 @@ class VerificationDocument(Model):
 
 
 class ServiceArea(Model):
-    cleaner = fields.OneToOneField("models.CleanerProfile", related_name="service_area", primary_key=True,
+    cleaner: fields.OneToOneRelation[CleanerProfile] = fields.OneToOneField("models.CleanerProfile", related_name="service_area", primary_key=True,
                                    on_delete=fields.CASCADE)
-    geojson = fields.JSONField()
+    geojson: Any = fields.JSONField()
     min_lng = fields.FloatField()
     min_lat = fields.FloatField()
     max_lng = fields.FloatField()
@@ -93,7 +98,7 @@ class ServiceArea(Model):
 
 class AvailabilityRule(Model):
     id = fields.BigIntField(primary_key=True)
-    cleaner = fields.ForeignKeyField("models.CleanerProfile", related_name="availability_rules",
+    cleaner: fields.ForeignKeyRelation[CleanerProfile] = fields.ForeignKeyField("models.CleanerProfile", related_name="availability_rules",
                                      on_delete=fields.CASCADE)
     weekday = fields.SmallIntField()
     start_minute = fields.SmallIntField()
@@ -105,7 +110,7 @@ class AvailabilityRule(Model):
 
 class AvailabilityException(Model):
     id = fields.BigIntField(primary_key=True)
-    cleaner = fields.ForeignKeyField("models.CleanerProfile", related_name="availability_exceptions",
+    cleaner: fields.ForeignKeyRelation[CleanerProfile] = fields.ForeignKeyField("models.CleanerProfile", related_name="availability_exceptions",
                                      on_delete=fields.CASCADE)
     day = fields.DateField()
     kind = fields.CharField(max_length=8)
@@ -118,7 +123,7 @@ class AvailabilityException(Model):
 
 
 class CleanerPresence(Model):
-    cleaner = fields.OneToOneField("models.CleanerProfile", related_name="presence", primary_key=True,
+    cleaner: fields.OneToOneRelation[CleanerProfile] = fields.OneToOneField("models.CleanerProfile", related_name="presence", primary_key=True,
                                    on_delete=fields.CASCADE)
     last_seen_at = fields.DatetimeField()
     lat = fields.FloatField(null=True)

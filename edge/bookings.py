@@ -144,7 +144,7 @@ async def list_mine(request: Request) -> HTTPResponse:
         actor=user, state=request.args.get("state") or None, cursor=request.args.get("cursor"),
         limit=parse_limit(request.args.get("limit")))
     party = {Role.CLIENT: Party.CLIENT, Role.CLEANER: Party.CLEANER}.get(Role(user.role), Party.ADMIN)
-    return json({"bookings": [booking_json(b, party) for b in rows], "next_cursor": next_cursor})
+    return json({"data": [booking_json(b, party) for b in rows], "next_cursor": next_cursor})
 
 
 @bp.get("/<booking_id:str>")

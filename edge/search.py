@@ -99,4 +99,4 @@ async def search_cleaners(request: Request) -> HTTPResponse:
             "hourly_rate_minor": c.hourly_rate_minor, "currency": c.currency,
             "price": price, "online": online[c.cleaner_id],
         })
-    return json({"items": items, "next_cursor": encode_cursor(resume.to_cursor()) if resume else None})
+    return json({"data": items, "next_cursor": encode_cursor(resume.to_cursor()) if resume else None})

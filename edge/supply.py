@@ -256,7 +256,7 @@ async def list_for_review(request: Request) -> HTTPResponse:
     entries, next_cursor = await supply.list_cleaners_for_review(
         actor=current_session(request).user, status=request.args.get("verification", "pending"),
         cursor=request.args.get("cursor"), limit=parse_limit(request.args.get("limit")))
-    return json({"cleaners": [{"id": str(e.user.id), "name": e.user.name, "email": e.user.email,
+    return json({"data": [{"id": str(e.user.id), "name": e.user.name, "email": e.user.email,
                                "created_at": e.profile.created_at.isoformat(),
                                "verification": verification_json(e.profile),
                                "documents": [document_json(d) for d in e.documents]} for e in entries],

@@ -101,10 +101,10 @@ async def test_listing_filters_by_state_and_pages_with_a_cursor(api, db, setting
     api.post(f"/api/v1/bookings/{ids[1]}/decline", headers=cleaner.auth, json={"reason": "booked elsewhere"})
     first = api.get("/api/v1/bookings", headers=client.auth, params={"limit": 2}).json()
     second = api.get("/api/v1/bookings", headers=client.auth, params={"limit": 2, "cursor": first["next_cursor"]})
-    assert [b["id"] for b in first["bookings"] + second.json()["bookings"]] == list(reversed(ids))
+    assert [b["id"] for b in first["data"] + second.json()["data"]] == list(reversed(ids))
     assert second.json()["next_cursor"] is None
     declined = api.get("/api/v1/bookings", headers=cleaner.auth, params={"state": "declined"}).json()
-    assert [b["id"] for b in declined["bookings"]] == [ids[1]]
+    assert [b["id"] for b in declined["data"]] == [ids[1]]
     assert_problem(api.get("/api/v1/bookings", headers=client.auth, params={"state": "nope"}), 422, field="state")
     assert_problem(api.get("/api/v1/bookings", headers=client.auth, params={"cursor": "!!"}), 422, field="cursor")
 
@@ -157,6 +157,6 @@ async def test_fifty_simultaneous_requests_for_one_cleaner_book_exactly_once(api
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201] + [409] * 49, [r.text for r in responses if r.status_code not in (201, 409)]
     assert {r.json()["code"] for r in responses if r.status_code == 409} == {"slot_taken"}
-    listed = api.get("/api/v1/bookings", headers=cleaner.auth).json()["bookings"]
+    listed = api.get("/api/v1/bookings", headers=cleaner.auth).json()["data"]
     assert len(listed) == 1
     assert utcnow() < base

@@ -88,34 +88,34 @@ async def test_search_finds_verified_cleaners_who_serve_the_point_ranked_and_pri
     # when a client asks who serves the point
     anyone = search(api, client, lat=lat, lng=lng)
     # then approved cleaners covering it come, best rated first
-    assert [i["cleaner_id"] for i in anyone["items"]] == [best.id, near.id, deep_only.id]
-    assert anyone["items"][1]["distance_m"] < anyone["items"][0]["distance_m"]
+    assert [i["cleaner_id"] for i in anyone["data"]] == [best.id, near.id, deep_only.id]
+    assert anyone["data"][1]["distance_m"] < anyone["data"][0]["distance_m"]
 
     # when they ask for a standard clean of 2.5 hours next Monday at 10:00
     start = next_monday_at(10)
     window = search(api, client, lat=lat, lng=lng, service="standard", start=start.isoformat(), hours="2.5")
     # then only those who offer it come, each with the price for the window
-    assert [(i["cleaner_id"], i["price"]) for i in window["items"]] == [
+    assert [(i["cleaner_id"], i["price"]) for i in window["data"]] == [
         (best.id, {"amount_minor": 5375, "currency": "GBP", "hours": "2.5"}),
         (near.id, {"amount_minor": 5000, "currency": "GBP", "hours": "2.5"})]
 
     # when the window runs past the end of their working day, nobody is free
     late = search(api, client, lat=lat, lng=lng, service="standard", start=next_monday_at(16).isoformat(), hours="3")
-    assert late["items"] == []
+    assert late["data"] == []
 
     # when the best cleaner has a booking that ends 20 minutes before the window (travel buffer 30)
     await book(client, best, "accepted", start - timedelta(hours=2), start - timedelta(minutes=20))
     await book(client, near, "cancelled", start, start + timedelta(hours=1))
     busy = search(api, client, lat=lat, lng=lng, service="standard", start=start.isoformat(), hours="2.5")
     # then only the other one is free (a cancelled booking holds no time)
-    assert [i["cleaner_id"] for i in busy["items"]] == [near.id]
+    assert [i["cleaner_id"] for i in busy["data"]] == [near.id]
 
     # when the client pages one at a time, the cursor walks the same order
     first = search(api, client, lat=lat, lng=lng, limit=1)
     second = search(api, client, lat=lat, lng=lng, limit=1, cursor=first["next_cursor"])
     third = search(api, client, lat=lat, lng=lng, limit=2, cursor=second["next_cursor"])
-    assert [first["items"][0]["cleaner_id"], second["items"][0]["cleaner_id"]] == [best.id, near.id]
-    assert [i["cleaner_id"] for i in third["items"]] == [deep_only.id] and third["next_cursor"] is None
+    assert [first["data"][0]["cleaner_id"], second["data"][0]["cleaner_id"]] == [best.id, near.id]
+    assert [i["cleaner_id"] for i in third["data"]] == [deep_only.id] and third["next_cursor"] is None
 
 
 async def test_area_changes_and_heartbeats_show_in_search_at_once(api, db, settings, make_account):
@@ -124,23 +124,23 @@ async def test_area_changes_and_heartbeats_show_in_search_at_once(api, db, setti
     staff = await make_staff(api, settings)
     cleaner = await make_cleaner(api, make_account, staff, area=square(lat, lng))
     client = make_account(role="client")
-    found = search(api, client, lat=lat, lng=lng)["items"]
+    found = search(api, client, lat=lat, lng=lng)["data"]
     assert [(i["cleaner_id"], i["online"]) for i in found] == [(cleaner.id, False)]
 
     # when the cleaner's app sends a heartbeat, then they show as online
     beat = api.post("/api/v1/cleaner/presence", headers=cleaner.auth, json={"lat": lat, "lng": lng})
     assert beat.status_code == 200, beat.text
-    assert search(api, client, lat=lat, lng=lng)["items"][0]["online"] is True
+    assert search(api, client, lat=lat, lng=lng)["data"][0]["online"] is True
 
     # when they move the area away, the very next search no longer finds them there
     assert api.put("/api/v1/cleaner/service-area", headers=cleaner.auth,
                    json=square(lat + 0.5, lng)).status_code == 200
-    assert search(api, client, lat=lat, lng=lng)["items"] == []
-    assert [i["cleaner_id"] for i in search(api, client, lat=lat + 0.5, lng=lng)["items"]] == [cleaner.id]
+    assert search(api, client, lat=lat, lng=lng)["data"] == []
+    assert [i["cleaner_id"] for i in search(api, client, lat=lat + 0.5, lng=lng)["data"]] == [cleaner.id]
 
     # when they delete it, nobody finds them anywhere
     assert api.delete("/api/v1/cleaner/service-area", headers=cleaner.auth).status_code == 204
-    assert search(api, client, lat=lat + 0.5, lng=lng)["items"] == []
+    assert search(api, client, lat=lat + 0.5, lng=lng)["data"] == []
 
 
 def test_bad_search_parameters_are_422s(api, make_account):

@@ -318,8 +318,8 @@ async def test_the_review_queue_lists_the_longest_waiting_first_a_page_at_a_time
                        params={"verification": "pending", "limit": 2, **({"cursor": cursor} if cursor else {})})
         assert page.status_code == 200, page.text
         body = page.json()
-        assert len(body["cleaners"]) <= 2
-        seen += body["cleaners"]
+        assert len(body["data"]) <= 2
+        seen += body["data"]
         cursor = body["next_cursor"]
         if cursor is None:
             break

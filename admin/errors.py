@@ -20,11 +20,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette_admin.exceptions import FormValidationError
 
-from core.errors import Invalid, RateLimited, SpotlessError, Unavailable
+from core.errors import PROBLEM_CONTENT_TYPE, Invalid, SpotlessError, problem_body, problem_of
 
 log = logging.getLogger("spotless.admin")
 
-PROBLEM_TYPE_PREFIX = "urn:spotless:problem:"
 _pages = Environment(loader=PackageLoader("admin", "templates"), autoescape=True)
 
 
@@ -49,21 +48,10 @@ def problem_response(
 ) -> Response:
     """A problem document for API calls, the same message as a page for a browser."""
     if wants_json(request):
-        body: dict[str, Any] = {
-            "type": PROBLEM_TYPE_PREFIX + code,
-            "title": title,
-            "status": status,
-            "detail": detail,
-            "code": code,
-            "instance": request.url.path,
-            # starlette-admin's action scripts show `msg` to the user.
-            "msg": detail,
-            **(extra or {}),
-        }
-        if errors:
-            body["errors"] = errors
-        return JSONResponse(body, status_code=status, headers=headers,
-                            media_type="application/problem+json")
+        # starlette-admin's action scripts show `msg` to the user.
+        body = problem_body(status, code, title, detail, errors=errors, instance=request.url.path,
+                            msg=detail, **(extra or {}))
+        return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_CONTENT_TYPE)
     page = _pages.get_template("spotless/problem.html").render(
         status=status, title=title, detail=detail, errors=errors or [], extra=extra or {},
         home=request.scope.get("root_path") or "/",
@@ -74,16 +62,11 @@ def problem_response(
 async def handle_domain_error(request: Request, exc: Exception) -> Response:
     """Translate a core.errors.SpotlessError (registered once, for the base class)."""
     assert isinstance(exc, SpotlessError)
-    headers: dict[str, str] = {}
-    if isinstance(exc, RateLimited | Unavailable):
-        headers["Retry-After"] = str(exc.retry_after_s)
-    errors = (
-        [{"field": e.field, "message": e.message} for e in exc.errors]
-        if isinstance(exc, Invalid)
-        else None
-    )
+    body, headers = problem_of(exc)
+    errors = body.get("errors")
     return problem_response(request, status=exc.status, code=exc.code, title=exc.title,
-                            detail=exc.detail, errors=errors, headers=headers)
+                            detail=exc.detail, errors=errors if isinstance(errors, list) else None,
+                            headers=headers)
 
 
 async def handle_unexpected_error(request: Request, exc: Exception) -> Response:

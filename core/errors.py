@@ -88,3 +88,31 @@ class Unavailable(SpotlessError):
         super().__init__(detail or f"{dependency} is unavailable")
         self.dependency = dependency
         self.retry_after_s = retry_after_s
+
+
+# --- RFC 9457 problem details: the one body shape every error response carries ---
+
+PROBLEM_TYPE_PREFIX = "urn:spotless:problem:"
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+def problem_body(
+    status: int, code: str, title: str, detail: str, *,
+    errors: list[dict[str, str]] | None = None, **extra: object,
+) -> dict[str, object]:
+    """A problem document: `type`, `title`, `status`, `detail`, the stable `code`, field
+    `errors` when there are any, then whatever the caller adds (instance, request id…)."""
+    body: dict[str, object] = {"type": PROBLEM_TYPE_PREFIX + code, "title": title, "status": status,
+                               "detail": detail, "code": code}
+    if errors:
+        body["errors"] = errors
+    body.update(extra)
+    return body
+
+
+def problem_of(exc: SpotlessError) -> tuple[dict[str, object], dict[str, str]]:
+    """The problem document and the headers (Retry-After) of a domain error."""
+    errors = [{"field": e.field, "message": e.message} for e in exc.errors] if isinstance(exc, Invalid) else None
+    headers = ({"Retry-After": str(exc.retry_after_s)}
+               if isinstance(exc, RateLimited | Unavailable) else {})
+    return problem_body(exc.status, exc.code, exc.title, exc.detail, errors=errors), headers

@@ -23,6 +23,8 @@ class EventType(StrEnum):
     CLEANER_VERIFICATION_SUBMITTED = "cleaner.verification_submitted"
     CLEANER_VERIFICATION_APPROVED = "cleaner.verification_approved"
     CLEANER_VERIFICATION_REJECTED = "cleaner.verification_rejected"
+    SERVICE_AREA_CHANGED = "supply.service_area_changed"
+    SERVICE_AREA_REMOVED = "supply.service_area_removed"
     BOOKING_REQUESTED = "booking.requested"
     BOOKING_ACCEPTED = "booking.accepted"
     BOOKING_DECLINED = "booking.declined"
@@ -116,6 +118,13 @@ class BookingChanged(TypedDict):
     cancellation_fee_minor: NotRequired[int]
 
 
+class ServiceAreaChanged(TypedDict):
+    cleaner_id: str
+    version: int
+    bbox: NotRequired[list[float]]  # [min_lng, min_lat, max_lng, max_lat]; absent when removed
+    area_km2: NotRequired[float]
+
+
 PAYLOADS: dict[EventType, type] = {
     EventType.USER_REGISTERED: UserRegistered,
     EventType.EMAIL_VERIFICATION_REQUESTED: EmailVerificationRequested,
@@ -128,6 +137,8 @@ PAYLOADS: dict[EventType, type] = {
     EventType.CLEANER_VERIFICATION_SUBMITTED: CleanerVerificationSubmitted,
     EventType.CLEANER_VERIFICATION_APPROVED: CleanerVerificationDecided,
     EventType.CLEANER_VERIFICATION_REJECTED: CleanerVerificationDecided,
+    EventType.SERVICE_AREA_CHANGED: ServiceAreaChanged,
+    EventType.SERVICE_AREA_REMOVED: ServiceAreaChanged,
     EventType.BOOKING_REQUESTED: BookingChanged,
     EventType.BOOKING_ACCEPTED: BookingChanged,
     EventType.BOOKING_DECLINED: BookingChanged,

@@ -190,9 +190,3 @@ def haversine_m(lat1: Any, lng1: Any, lat2: Any, lng2: Any) -> Any:
     h = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
     return 2 * AUTHALIC_RADIUS_KM * 1000 * np.arcsin(np.sqrt(np.minimum(h, 1.0)))
 
-
-class ServiceAreaEvent(StrEnum):
-    """Outbox event types of service areas (to join core.events.EventType when that file is free)."""
-
-    CHANGED = "supply.service_area_changed"
-    REMOVED = "supply.service_area_removed"

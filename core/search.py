@@ -15,9 +15,6 @@ from typing import Any
 
 from core.errors import Invalid
 
-# Booking states in which the cleaner's time is taken.
-TIME_HOLDING_STATES = ("requested", "accepted", "on_the_way", "in_progress")
-
 
 @dataclass(frozen=True)
 class RankKey:

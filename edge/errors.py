@@ -7,17 +7,20 @@ route, oversized body) are mapped by status; anything else is a logged 500 with 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from sanic import Request
 from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, json
 
-from core.errors import Invalid, RateLimited, SpotlessError, Unauthenticated, Unavailable
+from core.errors import (
+    PROBLEM_CONTENT_TYPE,
+    SpotlessError,
+    Unauthenticated,
+    problem_body,
+    problem_of,
+)
 
 log = logging.getLogger("spotless.edge")
-
-PROBLEM_TYPE_PREFIX = "urn:spotless:problem:"
 
 _SANIC_CODES = {
     400: ("bad_request", "Bad request"),
@@ -44,38 +47,19 @@ def problem(
     errors: list[dict[str, str]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> HTTPResponse:
-    body: dict[str, Any] = {
-        "type": PROBLEM_TYPE_PREFIX + code,
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-    }
-    if errors:
-        body["errors"] = errors
-    if request is not None:
-        body["instance"] = request.path
-        body["request_id"] = str(request.id)
-    return json(body, status=status, headers=headers, content_type="application/problem+json")
+    extra = {"instance": request.path, "request_id": str(request.id)} if request is not None else {}
+    return json(problem_body(status, code, title, detail, errors=errors, **extra), status=status,
+                headers=headers, content_type=PROBLEM_CONTENT_TYPE)
 
 
 async def handle_exception(request: Request, exc: Exception) -> HTTPResponse:
     if isinstance(exc, SpotlessError):
-        headers: dict[str, str] = {}
-        if isinstance(exc, RateLimited | Unavailable):
-            headers["Retry-After"] = str(exc.retry_after_s)
+        body, headers = problem_of(exc)
         if isinstance(exc, Unauthenticated):
             headers["WWW-Authenticate"] = 'Bearer realm="spotless"'
-        errors = (
-            [{"field": e.field, "message": e.message} for e in exc.errors]
-            if isinstance(exc, Invalid)
-            else None
-        )
-        return problem(exc.status, exc.code, exc.title, exc.detail, request=request,
-                       errors=errors, headers=headers)
-    if isinstance(exc, SanicException) and 400 <= exc.status_code < 500 or (
-        isinstance(exc, SanicException) and exc.status_code == 503
-    ):
+        body.update(instance=request.path, request_id=str(request.id))
+        return json(body, status=exc.status, headers=headers, content_type=PROBLEM_CONTENT_TYPE)
+    if isinstance(exc, SanicException) and (400 <= exc.status_code < 500 or exc.status_code == 503):
         code, title = _SANIC_CODES.get(exc.status_code, ("bad_request", "Bad request"))
         detail = str(exc) or title
         headers = dict(getattr(exc, "headers", None) or {})

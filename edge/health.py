@@ -9,6 +9,7 @@ from sanic.response import HTTPResponse, json, raw
 from sanic_ext import openapi
 
 from actors import runtime
+from core.errors import PROBLEM_CONTENT_TYPE, problem_body
 from edge.observability import render_metrics
 from storage.db import ping_database
 
@@ -43,9 +44,8 @@ async def readyz(request: Request) -> HTTPResponse:
     failing = [name for name, state in checks.items() if state != "ok"]
     if failing:
         return json(
-            {"type": "urn:spotless:problem:unavailable", "title": "Not ready", "status": 503,
-             "detail": f"not reachable: {', '.join(failing)}", "code": "unavailable", "checks": checks},
-            status=503, headers={"Retry-After": "5"}, content_type="application/problem+json",
+            problem_body(503, "unavailable", "Not ready", f"not reachable: {', '.join(failing)}", checks=checks),
+            status=503, headers={"Retry-After": "5"}, content_type=PROBLEM_CONTENT_TYPE,
         )
     return json({"status": "ready", "checks": checks})
 

@@ -79,7 +79,7 @@ async def search_cleaners(request: Request) -> HTTPResponse:
     candidates = await load_candidates(list(distance), service=service, window=window)
     shown = [
         c for c in candidates.values()
-        if window is None or is_free(c.rules, c.exceptions, c.busy, time_zone=c.time_zone,
+        if window is None or is_free(c.calendar.rules, c.calendar.exceptions, c.calendar.busy, time_zone=c.time_zone,
                                      travel_buffer_minutes=c.travel_buffer_minutes,
                                      start=window[0], end=window[1])
     ]

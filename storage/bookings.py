@@ -24,9 +24,8 @@ from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from core.accounts import Role
-from core.availability import DatedException, WeeklyInterval, is_free
+from core.availability import is_free
 from core.bookings import (
-    TIME_HOLDING_STATES,
     Action,
     BookingError,
     BookingState,
@@ -50,6 +49,7 @@ from core.pagination import decode_cursor, encode_cursor
 from core.payments import PaymentStatus
 from core.settings import Settings
 from storage import audit, outbox, payments
+from storage.availability import load_calendars
 from storage.models import (
     Booking,
     BookingTransition,
@@ -128,23 +128,10 @@ async def _is_free(tx: BaseDBAsyncClient, profile: CleanerProfile, start: dateti
                    *, ignore: UUID | None = None) -> bool:
     """The cleaner's schedule, exceptions and time-holding bookings around the window, read in
     `tx` after the cleaner's lock is held, so no booking can slip in between check and write."""
-    cid = profile.user_id
-    rules = await tx.execute_query_dict(
-        "SELECT weekday, start_minute, end_minute FROM availability_rules WHERE cleaner_id = $1", [cid])
-    exceptions = await tx.execute_query_dict(
-        "SELECT day, kind, start_minute, end_minute FROM availability_exceptions "
-        "WHERE cleaner_id = $1 AND day BETWEEN $2 AND $3",
-        [cid, (start - timedelta(days=1)).date(), (end + timedelta(days=1)).date()])
-    margin = timedelta(minutes=240)  # the largest travel buffer the schema allows
-    busy = await tx.execute_query_dict(
-        "SELECT starts_at, ends_at FROM bookings WHERE cleaner_id = $1 AND state = ANY($2::text[]) "
-        "AND starts_at < $3 AND ends_at > $4 AND id IS DISTINCT FROM $5",
-        [cid, [str(s) for s in TIME_HOLDING_STATES], end + margin, start - margin, ignore])
-    return is_free([WeeklyInterval(r["weekday"], r["start_minute"], r["end_minute"]) for r in rules],
-                   [DatedException(e["day"], e["kind"], e["start_minute"], e["end_minute"]) for e in exceptions],
-                   [(b["starts_at"], b["ends_at"]) for b in busy],
-                   time_zone=profile.time_zone, travel_buffer_minutes=profile.travel_buffer_minutes,
-                   start=start, end=end)
+    calendar = (await load_calendars(tx, [profile.user_id], start, end, ignore_booking=ignore))[
+        str(profile.user_id)]
+    return is_free(calendar.rules, calendar.exceptions, calendar.busy, time_zone=profile.time_zone,
+                   travel_buffer_minutes=profile.travel_buffer_minutes, start=start, end=end)
 
 
 async def _lock_cleaner(tx: BaseDBAsyncClient, cleaner_id: UUID) -> None:

@@ -7,15 +7,14 @@ per cleaner.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from tortoise import connections
 
-from core.search import TIME_HOLDING_STATES
+from storage.availability import Calendar, load_calendars
 
 
 @dataclass
@@ -28,9 +27,7 @@ class Candidate:
     travel_buffer_minutes: int
     hourly_rate_minor: int | None
     currency: str
-    rules: list[Any] = field(default_factory=list)
-    exceptions: list[Any] = field(default_factory=list)
-    busy: list[tuple[datetime, datetime]] = field(default_factory=list)
+    calendar: Calendar = field(default_factory=Calendar)  # loaded only when a window is asked
 
 
 async def _rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:
@@ -69,31 +66,8 @@ async def load_candidates(
     }
     if window is None or not found:
         return found
-    from core.availability import DatedException, WeeklyInterval
-
-    ids = list(found)
     start, end = window
-    for r in await _rows(
-        "SELECT cleaner_id::text AS id, weekday, start_minute, end_minute FROM availability_rules "
-        "WHERE cleaner_id = ANY($1::uuid[])", [ids]):
-        found[r["id"]].rules.append(WeeklyInterval(r["weekday"], r["start_minute"], r["end_minute"]))
-    # Local days around the window in any time zone: UTC date ± 1 covers every offset.
-    for r in await _rows(
-        "SELECT cleaner_id::text AS id, day, kind, start_minute, end_minute FROM availability_exceptions "
-        "WHERE cleaner_id = ANY($1::uuid[]) AND day BETWEEN $2 AND $3",
-        [ids, (start - timedelta(days=1)).date(), (end + timedelta(days=1)).date()]):
-        found[r["id"]].exceptions.append(
-            DatedException(r["day"], r["kind"], r["start_minute"], r["end_minute"]))
-    # Travel buffers are at most 240 minutes (schema CHECK), so this margin finds every booking
-    # whose buffered time could touch the window.
-    margin = timedelta(minutes=240)
-    busy: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
-    for r in await _rows(
-        "SELECT cleaner_id::text AS id, starts_at, ends_at FROM bookings "
-        "WHERE cleaner_id = ANY($1::uuid[]) AND state = ANY($2::text[]) "
-        "AND starts_at < $3 AND ends_at > $4",
-        [ids, list(TIME_HOLDING_STATES), end + margin, start - margin]):
-        busy[r["id"]].append((r["starts_at"], r["ends_at"]))
-    for cid, spans in busy.items():
-        found[cid].busy = spans
+    calendars = await load_calendars(connections.get("default"), list(found), start, end)
+    for cid, calendar in calendars.items():
+        found[cid].calendar = calendar
     return found

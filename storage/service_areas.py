@@ -16,7 +16,8 @@ from tortoise.transactions import in_transaction
 
 from core.accounts import Role
 from core.errors import Forbidden, NotFound
-from core.geometry import ServiceAreaEvent, check_service_area
+from core.events import EventType
+from core.geometry import check_service_area
 from core.settings import Settings
 from storage import audit, outbox
 from storage.models import CleanerProfile, ServiceArea, User
@@ -78,7 +79,7 @@ async def set_service_area(*, actor: User, geojson: Any, settings: Settings) -> 
                            before={"bbox": [before.min_lng, before.min_lat, before.max_lng, before.max_lat],
                                    "version": before.version} if before else None,
                            after=after, using=tx)
-        await outbox.enqueue(ServiceAreaEvent.CHANGED,
+        await outbox.enqueue(EventType.SERVICE_AREA_CHANGED,
                              {"cleaner_id": str(actor.id), **after}, using=tx)
         area = await ServiceArea.filter(cleaner_id=actor.id).using_db(tx).get()
     change = AreaChange(str(actor.id), version, json.dumps(checked.geojson),
@@ -108,6 +109,6 @@ async def remove_service_area(*, actor: User) -> AreaChange:
         await ServiceArea.filter(cleaner_id=actor.id).using_db(tx).delete()
         await audit.record(actor_id=actor.id, action="service_area.removed", entity_type="service_area",
                            entity_id=actor.id, before={"version": area.version}, using=tx)
-        await outbox.enqueue(ServiceAreaEvent.REMOVED,
+        await outbox.enqueue(EventType.SERVICE_AREA_REMOVED,
                              {"cleaner_id": str(actor.id), "version": version}, using=tx)
     return AreaChange(str(actor.id), version, None, (area.min_lat, area.min_lng, area.max_lat, area.max_lng))

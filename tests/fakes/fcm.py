@@ -10,18 +10,19 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.fakes.server import LoopbackServer, QuietHandler
+
 PROJECT_ID = "spotless-test"
 FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 
 
-class FcmFake:
+class FcmFake(LoopbackServer):
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []  # each request body, in arrival order
         self.unregistered: set[str] = set()
@@ -32,34 +33,16 @@ class FcmFake:
         self.access_token = f"ya29.fake-{secrets.token_hex(8)}"
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # headers and body go out as separate writes
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                status, answer = fake.route(self.path, body, self.headers.get("Authorization", ""))
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.reply_json(*fake.route(self.path, body, self.headers.get("Authorization", "")))
 
-        self.server = _Server(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     def route(self, path: str, body: bytes, authorization: str) -> tuple[int, dict[str, Any]]:
         if path == "/token":
@@ -102,10 +85,6 @@ class FcmFake:
 
     def sent_to(self, token: str) -> list[dict[str, Any]]:
         return [m["message"] for m in self.sent if token in (m["message"].get("token"), m["message"].get("fid"))]
-
-
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 1024  # firebase-admin opens up to 500 connections at once
 
 
 def _error(code: int, status: str, message: str, fcm_code: str | None = None) -> dict[str, Any]:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.fakes.server import LoopbackServer, QuietHandler
 
 GOOGLE_ISSUER = "https://accounts.google.com"
 APPLE_ISSUER = "https://appleid.apple.com"
@@ -37,7 +37,7 @@ class SigningKey:
         return jwt.encode(claims, self.private, algorithm="RS256", headers={"kid": self.kid})
 
 
-class OAuthFake:
+class OAuthFake(LoopbackServer):
     def __init__(self) -> None:
         self.google_key = SigningKey("google-key-1")
         self.apple_key = SigningKey("apple-key-1")
@@ -45,32 +45,15 @@ class OAuthFake:
         self.requests: list[str] = []
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 url = urlsplit(self.path)
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
                 fake.requests.append(url.path)
-                status, body = fake.route(url.path, query)
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.reply_json(*fake.route(url.path, query))
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     def settings_env(self) -> dict[str, str]:
         return {

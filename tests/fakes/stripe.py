@@ -17,9 +17,10 @@ import json
 import secrets
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
+
+from tests.fakes.server import LoopbackServer, QuietHandler
 
 API_KEY = "sk_test_spotless_fake"
 
@@ -47,7 +48,7 @@ def _id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
 
-class StripeFake:
+class StripeFake(LoopbackServer):
     def __init__(self) -> None:
         self.objects: dict[str, dict[str, Any]] = {}
         self.idempotent: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
@@ -55,10 +56,7 @@ class StripeFake:
         self.lock = threading.Lock()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def _answer(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length).decode() if length else ""
@@ -66,13 +64,7 @@ class StripeFake:
                 params = parse_form(raw or query)
                 status, body = fake.handle(method, path, params, self.headers.get("Authorization", ""),
                                            self.headers.get("Idempotency-Key"))
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Request-Id", _id("req"))
-                self.end_headers()
-                self.wfile.write(data)
+                self.reply_json(status, body, {"Request-Id": _id("req")})
 
             def do_GET(self) -> None:  # noqa: N802
                 self._answer("GET")
@@ -80,16 +72,8 @@ class StripeFake:
             def do_POST(self) -> None:  # noqa: N802
                 self._answer("POST")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     # --- the HTTP surface ---
 

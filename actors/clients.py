@@ -14,6 +14,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from actors.presence import presence_shard
 from actors.spatial import spatial_shard
 from core.settings import Settings
@@ -62,7 +64,9 @@ class Coalescer:
                     future.set_exception(exc)
         finally:
             self.inflight[key] -= 1
-            self._dispatch(key)
+            # Dispatch after the callers just answered have run: one that asks again at once
+            # (a closed loop, a handler with a second point) rides this next call, not the one after.
+            asyncio.get_running_loop().call_soon(self._dispatch, key)
 
 
 class SpatialClient:
@@ -74,10 +78,18 @@ class SpatialClient:
         self.coalescer = Coalescer(self._send, max_inflight=settings.shard_client_max_inflight)
 
     def _send(self, shard: int, method: str, items: list[Any]) -> Any:
-        actor = self.shards[shard]
         if method == "find":
-            return actor.find.remote([lat for lat, _ in items], [lng for _, lng in items])
+            return self._find_batch(self.shards[shard], items)
         raise ValueError(method)
+
+    @staticmethod
+    async def _find_batch(actor: Any, points: list[tuple[float, float]]) -> list[list[tuple[str, float]]]:
+        """One Ray call for a batch of points: an (n, 2) array out, three flat arrays back (point
+        index, id bytes, distance), cut here into one list per point."""
+        which, ids, distances = await actor.find.remote(np.array(points, dtype=np.float64))
+        cuts = np.searchsorted(which, np.arange(len(points) + 1)).tolist()
+        pairs = list(zip(ids.astype(np.str_).tolist(), distances.tolist(), strict=True))
+        return [pairs[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
 
     def shard_of(self, lat: float, lng: float) -> int:
         return int(shard_of_point(lat, lng, cell_deg=self.settings.spatial_cell_deg,
@@ -85,8 +97,8 @@ class SpatialClient:
 
     async def find(self, lat: float, lng: float) -> list[tuple[str, float]]:
         """(cleaner_id, distance_m to the area's representative point) for every covering area."""
-        ids, distances = await self.coalescer.call(self.shard_of(lat, lng), "find", (lat, lng))
-        return list(zip(ids, distances, strict=True))
+        found: list[tuple[str, float]] = await self.coalescer.call(self.shard_of(lat, lng), "find", (lat, lng))
+        return found
 
     async def apply(self, change: Any) -> None:
         """Send one committed change (a storage.service_areas.AreaChange) to the shards.

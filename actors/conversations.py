@@ -3,7 +3,12 @@ the edge uses to reach it, coalescing concurrent sends to one shard into one Ray
 
 Per conversation a shard keeps the last seq, recent messages (to answer retries without a
 query), the participants and read cursors. A send is written to PostgreSQL first, then
-acknowledged with its seq, then published on NATS `rt.presence-conversation.{id}`. PostgreSQL is
+acknowledged with its seq, then published on NATS `rt.presence-conversation.{id}`. One Ray call
+carries every send an edge worker queued meanwhile, and the shard writes them all, whatever
+their conversations, in one transaction; retries are answered from the recent messages, and
+only when PostgreSQL refuses a batch (a retry older than the cache) does it ask PostgreSQL
+conversation by conversation. A send that names an attachment is checked against PostgreSQL in
+the same batch (one query for all the batch's attachments). PostgreSQL is
 the truth: a restarted shard (max_restarts=-1) reloads each conversation lazily, and the
 unique (conversation_id, seq) and (conversation_id, sender_id, client_msg_id) keys stop a
 second writer or a replay from ever forking the sequence.
@@ -12,6 +17,7 @@ second writer or a replay from ever forking the sequence.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -24,7 +30,7 @@ from tortoise.exceptions import IntegrityError
 from actors.clients import Coalescer
 from actors.runtime import shard_options
 from core.channels import BookingParties, conversation_channel
-from core.chat import check_message, next_seqs, read_cursor_after
+from core.chat import check_attachment, check_message, next_seqs, read_cursor_after
 from core.errors import Conflict, Invalid, NotFound, Unavailable
 from core.events import RealtimeEvent, realtime_subject
 from core.realtime import fanout_message, parse_apps, shard_of_conversation
@@ -35,7 +41,8 @@ from storage.db import open_database
 
 log = logging.getLogger("spotless.actors.conversations")
 
-SendItem = tuple[str, str, str, str]  # conversation id, sender id, client_msg_id, body
+# conversation id, sender id, client_msg_id, body, attachment id (canonical uuid text) or None
+SendItem = tuple[str, str, str, str, str | None]
 
 
 class _Conversation:
@@ -57,10 +64,41 @@ class _Conversation:
             self.recent.popitem(last=False)
 
 
+Entry = tuple[int, str, str, str, str | None]  # index in the batch, sender id, client_msg_id, body, attachment
+
+
+class _Plan:
+    """What one batch writes to one conversation: its new messages, and which items wait on each."""
+
+    def __init__(self, conversation: _Conversation, pending: list[Entry]) -> None:
+        self.conversation = conversation
+        self.pending = pending
+        self.waiting: dict[tuple[str, str], list[int]] = {}
+        self.fresh: list[tuple[str, str, str, str | None]] = []
+
+    def fresh_only(self) -> None:
+        """Group the pending items by (sender, client_msg_id): the same message twice in one
+        batch is written once."""
+        self.waiting, self.fresh = {}, []
+        for index, sender_id, client_msg_id, body, attachment_id in self.pending:
+            key = (sender_id, client_msg_id)
+            if key in self.waiting:
+                self.waiting[key].append(index)
+            else:
+                self.waiting[key] = [index]
+                self.fresh.append((sender_id, client_msg_id, body, attachment_id))
+
+    def drafts(self) -> list[chat.Draft]:
+        seqs = next_seqs(self.conversation.last_seq, len(self.fresh))
+        return [chat.Draft(seq, *message) for seq, message in zip(seqs, self.fresh, strict=True)]
+
+
 def _error(exc: Exception) -> dict[str, Any]:
     if isinstance(exc, Invalid):
         field = exc.errors[0].field if exc.errors else "body"
         return {"error": "invalid", "code": exc.code, "detail": exc.detail, "field": field}
+    if isinstance(exc, Conflict):
+        return {"error": "conflict", "code": exc.code, "detail": exc.detail}
     return {"error": "not_found"}
 
 
@@ -112,71 +150,125 @@ class ConversationShard:
 
     async def send(self, items: list[SendItem]) -> list[dict[str, Any]]:
         """Send many messages (any conversations of this shard); one result per item:
-        {"message", "created"} or {"error": not_found | invalid | retry}."""
+        {"message", "created"} or {"error": not_found | invalid | retry}.
+
+        The whole batch is written in one transaction (one multi-row INSERT for every
+        conversation in it), under the locks of all its conversations, taken in id order."""
         await self._ready()
         self.calls += 1
         self.items += len(items)
         results: list[dict[str, Any]] = [{"error": "retry"}] * len(items)
-        by_conversation: defaultdict[str, list[tuple[int, str, str, str]]] = defaultdict(list)
-        for index, (conversation_id, sender_id, client_msg_id, body) in enumerate(items):
-            by_conversation[conversation_id].append((index, sender_id, client_msg_id, body))
-        await asyncio.gather(*(self._send_to(cid, entries, results)
-                               for cid, entries in by_conversation.items()))
+        by_conversation: defaultdict[str, list[Entry]] = defaultdict(list)
+        for index, (conversation_id, sender_id, client_msg_id, body, attachment_id) in enumerate(items):
+            by_conversation[conversation_id].append((index, sender_id, client_msg_id, body, attachment_id))
+        ids = sorted(by_conversation)
+        async with contextlib.AsyncExitStack() as held:
+            for conversation_id in ids:
+                await held.enter_async_context(self.locks[conversation_id])
+            loaded = await asyncio.gather(*(self._conversation(cid) for cid in ids))
+            plans = []
+            for cid, conversation in zip(ids, loaded, strict=True):
+                pending = self._pending(conversation, by_conversation[cid], results)
+                if conversation is not None and pending:
+                    plans.append(_Plan(conversation, pending))
+            if any(entry[4] for plan in plans for entry in plan.pending):
+                await self._check_attachments(plans, results)
+                plans = [plan for plan in plans if plan.pending]
+            if not plans:
+                return results
+            for plan in plans:
+                plan.fresh_only()  # retries within the cache were answered by _pending
+            try:
+                written = await chat.append_batch([(p.conversation.id, p.drafts(), p.conversation.parties)
+                                                   for p in plans])
+            except IntegrityError:
+                # A retry older than the cache, or a second writer (a rebalance): nothing was
+                # written; take each conversation on its own, asking PostgreSQL what it holds.
+                for plan in plans:
+                    await self._send_carefully(plan, results)
+                return results
+            for plan, messages in zip(plans, written, strict=True):
+                await self._accept(plan, messages, results)
         return results
 
-    async def _send_to(self, conversation_id: str, entries: list[tuple[int, str, str, str]],
-                       results: list[dict[str, Any]]) -> None:
-        async with self.locks[conversation_id]:
-            conversation = await self._conversation(conversation_id)
-            pending: list[tuple[int, str, str, str]] = []
-            for index, sender_id, client_msg_id, body in entries:
-                if conversation is None or sender_id not in {conversation.parties.client_id,
-                                                             conversation.parties.cleaner_id}:
-                    results[index] = {"error": "not_found"}
-                    continue
-                try:
-                    body = check_message(body, client_msg_id, max_chars=self.settings.chat_message_max_chars)
-                except Invalid as exc:
-                    results[index] = _error(exc)
-                    continue
-                known = conversation.recent.get((sender_id, client_msg_id))
-                if known is not None:
-                    results[index] = {"message": known, "created": False}
-                else:
-                    pending.append((index, sender_id, client_msg_id, body))
-            if conversation is None or not pending:
-                return
-            stored = await chat.find_sent(conversation_id, sorted({(s, c) for _, s, c, _ in pending}))
-            fresh: list[tuple[str, str, str]] = []
-            waiting: dict[tuple[str, str], list[int]] = {}
-            for index, sender_id, client_msg_id, body in pending:
-                key = (sender_id, client_msg_id)
-                if key in stored:
-                    results[index] = {"message": stored[key], "created": False}
-                elif key in waiting:
-                    waiting[key].append(index)  # the same message twice in one batch
-                else:
-                    waiting[key] = [index]
-                    fresh.append((sender_id, client_msg_id, body))
-            if not fresh:
-                return
-            drafts = [chat.Draft(seq, *message)
-                      for seq, message in zip(next_seqs(conversation.last_seq, len(fresh)), fresh, strict=True)]
+    def _pending(self, conversation: _Conversation | None, entries: list[Entry],
+                 results: list[dict[str, Any]]) -> list[Entry]:
+        """Refuse what is not allowed, answer retries from the cache; return the rest."""
+        pending: list[Entry] = []
+        for index, sender_id, client_msg_id, body, attachment_id in entries:
+            if conversation is None or sender_id not in {conversation.parties.client_id,
+                                                         conversation.parties.cleaner_id}:
+                results[index] = {"error": "not_found"}
+                continue
             try:
-                messages = await chat.append_messages(conversation_id, drafts, parties=conversation.parties)
-            except IntegrityError:
-                # Another writer got there first (a rebalance); reload and let the caller retry.
-                self.conversations.pop(conversation_id, None)
-                return
-            conversation.last_seq = messages[-1]["seq"]
-            conversation.remember(messages)
-            for message in messages:
-                first, *repeats = waiting[(message["sender_id"], message["client_msg_id"])]
-                results[first] = {"message": message, "created": True}
-                for index in repeats:
-                    results[index] = {"message": message, "created": False}
-            for message in messages:
-                await self._publish(conversation_id, RealtimeEvent.CHAT_MESSAGE, message)
+                body = check_message(body, client_msg_id, max_chars=self.settings.chat_message_max_chars,
+                                     has_attachment=attachment_id is not None)
+            except Invalid as exc:
+                results[index] = _error(exc)
+                continue
+            known = conversation.recent.get((sender_id, client_msg_id))
+            if known is not None:
+                results[index] = {"message": known, "created": False}
+            else:
+                pending.append((index, sender_id, client_msg_id, body, attachment_id))
+        return pending
+
+    async def _check_attachments(self, plans: list[_Plan], results: list[dict[str, Any]]) -> None:
+        """Refuse sends whose attachment is missing, someone else's, refused or already sent
+        (one query for the whole batch); within the batch, an attachment goes with the first
+        message that names it."""
+        found = await chat.find_attachments([e[4] for plan in plans for e in plan.pending if e[4]])
+        claimed: dict[str, tuple[str, str]] = {}
+        for plan in plans:
+            kept: list[Entry] = []
+            for entry in plan.pending:
+                index, sender_id, client_msg_id, _, attachment_id = entry
+                if attachment_id is not None:
+                    row = found.get(attachment_id)
+                    used_by = claimed.get(attachment_id)
+                    if used_by is None and row is not None and row["used_sender"] is not None:
+                        used_by = (row["used_sender"], row["used_client_msg_id"])
+                    try:
+                        check_attachment(row, conversation_id=plan.conversation.id, sender_id=sender_id,
+                                         used_by=used_by, client_msg_id=client_msg_id)
+                    except (Invalid, Conflict) as exc:
+                        results[index] = _error(exc)
+                        continue
+                    claimed[attachment_id] = (sender_id, client_msg_id)
+                kept.append(entry)
+            plan.pending = kept
+
+    async def _send_carefully(self, plan: _Plan, results: list[dict[str, Any]]) -> None:
+        """One conversation: answer retries from PostgreSQL, then write the rest."""
+        conversation = plan.conversation
+        stored = await chat.find_sent(conversation.id, sorted({(s, c) for _, s, c, _, _ in plan.pending}))
+        for index, sender_id, client_msg_id, _, _ in plan.pending:
+            if (sender_id, client_msg_id) in stored:
+                results[index] = {"message": stored[(sender_id, client_msg_id)], "created": False}
+        plan.pending = [entry for entry in plan.pending if (entry[1], entry[2]) not in stored]
+        plan.fresh_only()
+        if not plan.pending:
+            return
+        try:
+            messages = await chat.append_messages(conversation.id, plan.drafts(), parties=conversation.parties)
+        except IntegrityError:
+            # Another writer got there first (a rebalance); reload and let the caller retry.
+            self.conversations.pop(conversation.id, None)
+            return
+        await self._accept(plan, messages, results)
+
+    async def _accept(self, plan: _Plan, messages: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
+        """After commit: remember, answer every item (repeats get the first), publish in order."""
+        conversation = plan.conversation
+        conversation.last_seq = messages[-1]["seq"]
+        conversation.remember(messages)
+        for message in messages:
+            first, *repeats = plan.waiting[(message["sender_id"], message["client_msg_id"])]
+            results[first] = {"message": message, "created": True}
+            for index in repeats:
+                results[index] = {"message": message, "created": False}
+        for message in messages:
+            await self._publish(conversation.id, RealtimeEvent.CHAT_MESSAGE, message)
 
     async def mark_read(self, conversation_id: str, user_id: str, seq: int) -> dict[str, Any]:
         """Move a participant's read cursor forward; {"seq"} or {"error"}."""
@@ -220,6 +312,8 @@ def _raise_for(result: dict[str, Any]) -> dict[str, Any]:
         raise NotFound("no such conversation", code="conversation_not_found")
     if error == "invalid":
         raise Invalid(result["detail"], field=result["field"], code=result["code"])
+    if error == "conflict":
+        raise Conflict(result["detail"], code=result["code"])
     raise Conflict("the conversation moved between shards; try again", code="retry")
 
 
@@ -240,9 +334,9 @@ class ConversationRouter:
         return shard_of_conversation(conversation_id, len(self.shards))
 
     async def send(self, conversation_id: str, *, sender_id: str, client_msg_id: str,
-                   body: str) -> tuple[dict[str, Any], bool]:
+                   body: str, attachment_id: str | None = None) -> tuple[dict[str, Any], bool]:
         """Send (or replay) a message; return it and whether this call created it."""
-        item = (conversation_id, sender_id, client_msg_id, body)
+        item = (conversation_id, sender_id, client_msg_id, body, attachment_id)
         for attempt in range(2):
             try:
                 result = await self.coalescer.call(self.shard_of(conversation_id), "send", item)

@@ -3,6 +3,13 @@
 Cleaners map to shards by rendezvous hashing (`core.sharding.shard_of_cleaner`). A cleaner is
 online while now < last heartbeat + `presence_timeout_s`; nobody has to mark them offline.
 
+This shard is also the one place that decides a cleaner came online or went offline: every
+`presence_notify_s` it takes the cleaners that came online, timed out or moved since the last
+round, loads their watchers (clients with an accepted or running booking with them) in one
+query, and publishes `cleaner.presence` to those clients' `private-user.{id}` channels on core
+NATS (who hears what: core/cleaner_presence.py). Heartbeats themselves stay one coalesced Ray
+call and no query; clients learn of a change within a notify round.
+
 Postgres is the truth for "last seen": heartbeats mark the cleaner dirty and a background loop
 writes every dirty cleaner in one statement each `presence_flush_s`, so a heartbeat costs no
 database round trip. A shard that starts (or restarts) loads, in one query, the cleaners seen
@@ -13,6 +20,7 @@ heartbeats on a crash is acceptable: the app heartbeats again well within the ti
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -23,8 +31,12 @@ import asyncpg
 import ray
 
 from actors.runtime import shard_options
+from core.cleaner_presence import WATCHING_STATES, Watcher, presence_broadcasts
+from core.events import RealtimeEvent, realtime_subject
+from core.realtime import fanout_message, parse_apps
 from core.settings import Settings
 from core.sharding import shard_of_cleaner
+from storage.bus import Bus
 from storage.db import asyncpg_dsn
 
 log = logging.getLogger("spotless.actors.presence")
@@ -38,6 +50,11 @@ JOIN cleaner_profiles p ON p.user_id = u.id
 ON CONFLICT (cleaner_id) DO UPDATE
 SET last_seen_at = GREATEST(cleaner_presence.last_seen_at, EXCLUDED.last_seen_at),
     lat = EXCLUDED.lat, lng = EXCLUDED.lng
+"""
+
+_WATCHERS_SQL = """
+SELECT cleaner_id::text, client_id::text, id::text, state FROM bookings
+WHERE cleaner_id = ANY($1::uuid[]) AND state = ANY($2::text[])
 """
 
 
@@ -54,6 +71,12 @@ class PresenceShard:
         self.loaded = False
         self.load_lock: asyncio.Lock | None = None
         self.flusher: asyncio.Task[None] | None = None
+        self.app_id = parse_apps(settings.realtime_apps)[0].id
+        self.announced: set[str] = set()  # cleaners whose watchers were told they are online
+        self.moved: set[str] = set()  # cleaners heard from since the last notify round
+        self.bus: Bus | None = None
+        self.notifier: asyncio.Task[None] | None = None
+        self.notified = 0  # cleaner.presence events published (observability, tests)
 
     async def _ensure_loaded(self) -> None:
         if self.loaded:
@@ -71,7 +94,14 @@ class PresenceShard:
             for cid, seen_at, lat, lng in rows:
                 if shard_of_cleaner(cid, self.shard_count) == self.shard:
                     self.seen[cid] = (seen_at.timestamp(), lat, lng)
-            self.flusher = asyncio.get_running_loop().create_task(self._flush_forever())
+            # Online before a restart means already announced; only their timeout is news.
+            self.announced = set(self.seen)
+            self.bus = Bus(self.settings.nats_url or "nats://127.0.0.1:4222",
+                           name=f"spotless-presence-{self.shard}")
+            self.bus.start()
+            loop = asyncio.get_running_loop()
+            self.flusher = loop.create_task(self._flush_forever())
+            self.notifier = loop.create_task(self._notify_forever())
             self.loaded = True
 
     async def heartbeat(self, beats: list[tuple[str, float, float]]) -> int:
@@ -81,6 +111,7 @@ class PresenceShard:
         for cid, lat, lng in beats:
             self.seen[cid] = (now, lat, lng)
             self.dirty.add(cid)
+            self.moved.add(cid)
         return len(beats)
 
     async def online(self, cleaner_ids: list[str]) -> list[bool]:
@@ -127,6 +158,57 @@ class PresenceShard:
                 await self.flush()
             except Exception:
                 log.exception("presence shard %d could not write last_seen", self.shard)
+
+    async def notify(self) -> int:
+        """Tell watchers who came online, went offline or moved since the last round; returns
+        how many events were published."""
+        await self._ensure_loaded()
+        now = time.time()
+        deadline = now - self.timeout_s
+        moved, self.moved = self.moved, set()
+        moved &= self.seen.keys()  # a cleaner forgotten by flush() since is not news
+        came = {c for c in moved if c not in self.announced and self.seen[c][0] > deadline}
+        gone = {c for c in self.announced if c not in self.seen or self.seen[c][0] <= deadline}
+        located = {c for c in moved - came - gone if c in self.announced and self.seen[c][1] is not None}
+        if not (came or gone or located):
+            return 0
+        if self.bus is None or not self.bus.connected:
+            self.moved |= moved  # try again next round; announcements are not lost to a NATS blip
+            return 0
+        assert self.pool is not None
+        try:
+            rows = await self.pool.fetch(_WATCHERS_SQL, list(came | gone | located),
+                                         [str(s) for s in WATCHING_STATES])
+        except BaseException:
+            self.moved |= moved  # next round tells them instead
+            raise
+        watchers: dict[str, list[Watcher]] = {}
+        for cleaner_id, client_id, booking_id, state in rows:
+            watchers.setdefault(cleaner_id, []).append(Watcher(client_id, booking_id, state))
+        published = 0
+        for cid in sorted(came | gone | located):
+            seen_at, lat, lng = self.seen.get(cid, (deadline, None, None))
+            online = cid not in gone
+            at = datetime.fromtimestamp(seen_at if online else seen_at + self.timeout_s, UTC)
+            for channel, data in presence_broadcasts(
+                    cid, online=online, changed=cid not in located, at=at.isoformat(),
+                    location=(lat, lng) if lat is not None and lng is not None else None,
+                    watchers=watchers.get(cid, [])):
+                await self.bus.client.publish(realtime_subject(channel), fanout_message(  # type: ignore[union-attr]
+                    app_id=self.app_id, channel=channel, event=RealtimeEvent.CLEANER_PRESENCE,
+                    data=json.dumps(data, separators=(",", ":"))))
+                published += 1
+        self.announced = (self.announced | came) - gone
+        self.notified += published
+        return published
+
+    async def _notify_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.presence_notify_s)
+            try:
+                await self.notify()
+            except Exception:
+                log.exception("presence shard %d could not notify watchers", self.shard)
 
     async def pid(self) -> int:
         return os.getpid()

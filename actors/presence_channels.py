@@ -5,8 +5,15 @@ worker holding it. The first socket of a user makes it "added", the last one lea
 "removed", so a user on two devices counts once across all workers. Edge workers publish
 member_added/removed for the joins and leaves they make. Workers also send heartbeats; the
 sockets of a worker silent for three heartbeat periods (it crashed) are dropped here, and this
-shard publishes member_removed for the users that leaves with no socket. The registry is live
-state only: a restarted shard starts empty and refills as sockets resubscribe.
+shard publishes member_removed for the users that leaves with no socket.
+
+The registry is live state, and the edges hold its copy: each worker remembers the presence
+sockets it has joined. A shard that restarts (its process died; Ray brings it back) gets a new
+`epoch`; every worker sees the new epoch in its next heartbeat answer and re-announces its live
+sockets with `restore`, which adds them without telling anyone (they never left). For three
+heartbeat periods (the time after which a silent worker counts as dead) a restarted shard holds
+joins and leaves back, so that "added" and "removed" are decided against the whole membership,
+not a half-restored one.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import contextlib
 import logging
 import os
 import time
+import uuid
 from typing import Any
 
 import ray
@@ -30,6 +38,9 @@ log = logging.getLogger("spotless.actors.presence_channels")
 
 ChannelKey = tuple[str, str]  # (app id, channel)
 MISSED_HEARTBEATS = 3
+# A restarted shard holds joins and leaves back as long as it would take to declare a silent
+# worker dead: by then every live worker has re-announced its sockets.
+RESTORE_HEARTBEATS = MISSED_HEARTBEATS
 
 
 @ray.remote
@@ -42,6 +53,10 @@ class PresenceChannelShard:
         self.workers: dict[str, float] = {}  # worker id -> monotonic time last heard from
         self.bus: Bus | None = None
         self.sweeper: asyncio.Task[None] | None = None
+        self.epoch = uuid.uuid4().hex
+        restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        self.restoring_until = (time.monotonic() + RESTORE_HEARTBEATS * settings.realtime_worker_heartbeat_s
+                                if restarted else 0.0)
 
     def _heard(self, worker_id: str) -> None:
         self.workers[worker_id] = time.monotonic()
@@ -51,11 +66,18 @@ class PresenceChannelShard:
             self.bus.start()
             self.sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
 
+    async def _restored(self) -> None:
+        """After a restart, wait until the workers have had time to re-announce their sockets."""
+        wait_s = self.restoring_until - time.monotonic()
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
+
     async def join(
         self, app_id: str, channel: str, user_id: str, user_info: Any, socket_id: str, worker_id: str
     ) -> tuple[bool, dict[str, Any]]:
         """Add a socket of `user_id`; return (whether the user is new here, all members' info)."""
         self._heard(worker_id)
+        await self._restored()
         members = self.channels.setdefault((app_id, channel), {})
         member = members.get(user_id)
         added = member is None
@@ -66,6 +88,7 @@ class PresenceChannelShard:
 
     async def leave(self, app_id: str, channel: str, user_id: str, socket_id: str) -> bool:
         """Remove a socket; return whether that was the user's last one on the channel."""
+        await self._restored()
         members = self.channels.get((app_id, channel), {})
         member = members.get(user_id)
         if member is None or member["sockets"].pop(socket_id, None) is None:
@@ -81,8 +104,20 @@ class PresenceChannelShard:
             self.channels.pop(key, None)
         return True
 
-    async def heartbeat(self, worker_id: str) -> None:
+    async def heartbeat(self, worker_id: str) -> str:
+        """Note the worker is alive; return this shard's epoch (new after every restart)."""
         self._heard(worker_id)
+        return self.epoch
+
+    async def restore(self, worker_id: str, sockets: list[tuple[str, str, str, Any, str]]) -> str:
+        """Re-announce a worker's live presence sockets, (app, channel, user, info, socket id),
+        after this shard restarted; nobody is told, since none of them left. Returns the epoch."""
+        self._heard(worker_id)
+        for app_id, channel, user_id, user_info, socket_id in sockets:
+            members = self.channels.setdefault((app_id, channel), {})
+            member = members.setdefault(user_id, {"info": user_info, "sockets": {}})
+            member["sockets"][socket_id] = worker_id
+        return self.epoch
 
     async def sweep(self) -> list[tuple[str, str, str]]:
         """Drop the sockets of silent workers; publish and return the members that left."""

@@ -28,6 +28,7 @@ from starlette_admin import (
 from starlette_admin.exceptions import FormValidationError
 from starlette_admin.fields import BaseField
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.expressions import Q
 
 from admin.auth import current_staff
 from admin.tortoise_view import TortoiseModelView
@@ -89,6 +90,18 @@ class UserView(TortoiseModelView):
 
     async def repr(self, obj: Any, request: Request) -> str:
         return f"{obj.name} <{obj.email}>"
+
+    def get_search_query(self, request: Request, term: str) -> Q:
+        """A whole e-mail address finds its one account through the unique index; anything else
+        (a name, part of an address, a phone number) is the substring search over all three.
+
+        A substring match on a whole address is as selective as it gets, but PostgreSQL cannot
+        tell and scans the newest-first index until it finds it: 250 ms at 100,000 accounts."""
+        try:
+            address = normalise_email(term)
+        except Invalid:
+            return super().get_search_query(request, term)
+        return Q(email=address)
 
     async def insert(self, request: Request, data: dict[str, Any], *, using: BaseDBAsyncClient) -> User:
         try:

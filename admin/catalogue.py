@@ -1,9 +1,10 @@
 """The service catalogue: what clients can book, at what base price and minimum length.
 
-Staff edit a service type's name, description, base price, minimum duration, display order and
-whether it is offered; the generic view writes each change with its audit row. Service types
-are neither created nor deleted here: bookings and cleaners' offers point at them, and a
-retired service is switched off (`active`), which takes it out of the catalogue and of booking.
+Staff edit a service type's name, description, base price, minimum duration, display order,
+whether completing it needs photo evidence, and whether it is offered; the generic view writes
+each change with its audit row. Service types are neither created nor deleted here: bookings and
+cleaners' offers point at them, and a retired service is switched off (`active`), which takes it
+out of the catalogue and of booking.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class ServiceTypeView(TortoiseModelView):
         StringField("currency", read_only=True),
         IntegerField("min_duration_minutes", label="Minimum duration (minutes)", required=True, min=1),
         IntegerField("sort_order", label="Display order", required=True),
+        BooleanField("requires_photo_evidence", label="Photos required to complete"),
         BooleanField("active", label="Offered"),
         DateTimeField("updated_at", label="Changed", read_only=True),
     ]

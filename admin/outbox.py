@@ -25,6 +25,8 @@ class OutboxView(TortoiseModelView):
     icon = "fa fa-paper-plane"
     fields = ["id", "event_id", "type", "created_at", "sent_at", "attempts", "last_error", "payload"]
     exclude_fields_from_list = ["payload"]
+    # The CSV export reads stored values, not the redacted display: payloads stay out of it.
+    exclude_fields_from_export = ["payload"]
     searchable_fields = ["type", "last_error"]
     sortable_fields = ["id", "type", "created_at", "sent_at", "attempts"]
     fields_default_sort = [("id", True)]

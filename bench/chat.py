@@ -1,131 +1,391 @@
-"""Benchmark: chat sends through ConversationShards, coalesced (the edge's router) against one
-Ray call per message (the baseline), in the same run.
+"""Benchmark: chat end to end, socket to socket, at 1,000 and 5,000 sockets.
 
-Makes `--conversations` bookings in a fresh database on DATABASE_URL's server, starts a local
-Ray and its own nats-server, then for 1, 16 and 64 concurrent senders spread over the
-conversations sends for `--seconds` through each path and prints messages/s, p50, p99, Ray
-calls per message and the ratio. Every send is a real one: persisted, sequenced, published.
-Not a test.
+Starts a stack the way `spotless dev` does (a fresh database on DATABASE_URL's server, NATS_URL
+or its own nats-server, a local Ray, and `spotless edge` as its own process), or drives a
+running one (`--url`, with DATABASE_URL naming that stack's database). It makes M bookings
+(conversations), opens N Pusher sockets (each conversation's client and cleaner, subscribed to
+its presence channel), then sends chat messages over REST at a steady open-loop rate,
+alternating sender, and measures:
 
-    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test .venv/bin/python -m bench.chat \
-        --conversations 200 --seconds 5
+- end-to-end latency: the send leaving this process -> the message arriving on the other
+  party's socket (p50 / p99 / p999), and the REST acknowledgement latency;
+- messages/s persisted (acknowledged 201s over the sending window);
+- lost and duplicated messages, counted by seq: every socket must see 1, 2, 3, ... of its
+  conversation exactly once, every acknowledged message must reach the other party, and
+  PostgreSQL must hold each conversation's seqs without a gap;
+- memory per connection: the edge process's RSS growth over opening the sockets, per socket.
+
+The baseline, in the same run and on the same sockets, is the same traffic at a trickle
+(`--baseline-rate`): what one message costs when nothing queues. The load average is printed
+with the figures, since the machine may be shared. Not a test.
+
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test NATS_URL=nats://127.0.0.1:4222 \
+        .venv/bin/python -m bench.chat --sockets 1000 5000 --rate 2000 --seconds 10
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import resource
 import secrets
-import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import psutil
 import ray
 from tortoise import connections
+from websockets.asyncio.client import ClientConnection, connect
 
-from actors.conversations import ConversationRouter
 from cli.embedded import EmbeddedNats, free_port
+from core.accounts import hash_token_secret
 from core.clock import utcnow
-from core.ids import new_id
+from core.ids import new_id, new_secret
+from core.realtime import RealtimeApp, parse_apps
 from core.settings import Settings
+from edge.realtime.signing import channel_auth
 from storage.db import close_database, open_database
 from storage.migrate import migrate
-from tests.stack import create_database, drop_database
+from tests.stack import EdgeProcess, create_database, drop_database, start_edge
 
 
-async def make_conversations(count: int) -> list[tuple[str, str]]:
-    """`count` bookings (conversation id, client id) between fresh users."""
-    db = connections.get("default")
-    out: list[tuple[str, str]] = []
-    starts = utcnow() + timedelta(days=1)
-    for n in range(count):
-        client, cleaner, booking = str(new_id()), str(new_id()), str(new_id())
-        for user, role in ((client, "client"), (cleaner, "cleaner")):
-            await db.execute_query("INSERT INTO users (id, email, name, role) VALUES ($1, $2, $3, $4)",
-                                   [user, f"{role}.{user}@bench.local", role, role])
-        await db.execute_query("INSERT INTO cleaner_profiles (user_id) VALUES ($1)", [cleaner])
-        await db.execute_query(
-            "INSERT INTO bookings (id, client_id, cleaner_id, service_id, state, starts_at, ends_at) "
-            "VALUES ($1, $2, $3, 'standard', 'accepted', $4, $5)",
-            [booking, client, cleaner, starts + timedelta(hours=3 * n), starts + timedelta(hours=3 * n + 2)])
-        out.append((booking, client))
-    return out
+@dataclass
+class Conversation:
+    id: str
+    users: tuple[str, str]  # client id, cleaner id
+    tokens: tuple[str, str]  # their bearer tokens
 
 
-async def drive(send: Callable[[str, str, str], Awaitable[Any]], conversations: list[tuple[str, str]],
-                *, senders: int, seconds: float) -> tuple[int, list[float]]:
-    latencies: list[float] = []
-    deadline = time.perf_counter() + seconds
+@dataclass
+class Listener:
+    """One party's socket on a conversation: the seqs it saw, in order."""
 
-    async def sender(number: int) -> None:
-        n = 0
-        while time.perf_counter() < deadline:
-            conversation, client = conversations[(number + n * senders) % len(conversations)]
-            started = time.perf_counter()
-            await send(conversation, client, f"b{number}-{n}-{secrets.token_hex(3)}")
-            latencies.append(time.perf_counter() - started)
-            n += 1
+    conversation: Conversation
+    party: int  # 0: client, 1: cleaner
+    ws: ClientConnection | None = None
+    last_seq: int = 0
+    gaps: int = 0
+    duplicates: int = 0
 
-    await asyncio.gather(*(sender(i) for i in range(senders)))
-    return len(latencies), latencies
+
+@dataclass
+class Run:
+    sent: dict[tuple[str, str], tuple[float, int]] = field(default_factory=dict)  # key -> (t0, sender party)
+    acked: dict[tuple[str, str], int] = field(default_factory=dict)  # key -> seq
+    ack_ms: list[float] = field(default_factory=list)
+    e2e_ms: list[float] = field(default_factory=list)
+    delivered: set[tuple[str, str]] = field(default_factory=set)
+    failed: int = 0
+    first_error: str = ""
 
 
 def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else 0.0
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+def rss_mib(pid: int) -> float:
+    proc = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
+
+
+def cpu_seconds(edge_pid: int | None) -> dict[str, float]:
+    """CPU time so far of the edge (with its children), the conversation shards and this process."""
+    out = {"edge": 0.0, "shards": 0.0, "bench": 0.0}
+    procs: list[tuple[str, psutil.Process]] = [("bench", psutil.Process())]
+    if edge_pid:
+        edge = psutil.Process(edge_pid)
+        procs += [("edge", p) for p in [edge, *edge.children(recursive=True)]]
+    for proc in psutil.process_iter(["cmdline"]):
+        if "ray::ConversationShard" in " ".join(proc.info["cmdline"] or []):
+            procs.append(("shards", proc))
+    for group, proc in procs:
+        try:
+            times = proc.cpu_times()
+            out[group] += times.user + times.system
+        except psutil.Error:
+            pass
+    return out
+
+
+async def seed(count: int, settings: Settings) -> list[Conversation]:
+    """`count` bookings between fresh users, with a bearer token for each user (bulk SQL)."""
+    db = connections.get("default")
+    clients, cleaners, bookings = ([str(new_id()) for _ in range(count)] for _ in range(3))
+    users = clients + cleaners
+    await db.execute_query(
+        "INSERT INTO users (id, email, name, role) SELECT u::uuid, u || '@bench.local', 'Bench ' || r, r "
+        "FROM unnest($1::text[], $2::text[]) AS t(u, r)", [users, ["client"] * count + ["cleaner"] * count])
+    await db.execute_query("INSERT INTO cleaner_profiles (user_id) SELECT unnest($1::uuid[])", [cleaners])
+    starts = utcnow() + timedelta(days=1)
+    await db.execute_query(
+        "INSERT INTO bookings (id, client_id, cleaner_id, service_id, state, starts_at, ends_at) "
+        "SELECT b::uuid, c::uuid, k::uuid, 'standard', 'accepted', $4, $5 "
+        "FROM unnest($1::text[], $2::text[], $3::text[]) AS t(b, c, k)",
+        [bookings, clients, cleaners, starts, starts + timedelta(hours=2)])
+    secrets_ = [new_secret(40) for _ in users]
+    rows = await db.execute_query_dict(
+        "INSERT INTO personal_access_tokens (user_id, name, token_hash) "
+        "SELECT u::uuid, 'bench', h FROM unnest($1::text[], $2::text[]) AS t(u, h) RETURNING id, user_id::text",
+        [users, [hash_token_secret(s) for s in secrets_]])
+    token_of = _tokens(rows, users, secrets_)
+    return [Conversation(b, (c, k), (token_of[c], token_of[k]))
+            for b, c, k in zip(bookings, clients, cleaners, strict=True)]
+
+
+def _tokens(rows: list[dict[str, Any]], users: list[str], secrets_: list[str]) -> dict[str, str]:
+    secret_of = dict(zip(users, secrets_, strict=True))
+    return {r["user_id"]: f"{r['id']}|{secret_of[r['user_id']]}" for r in rows}
+
+
+async def open_listener(url: str, app: RealtimeApp, listener: Listener, run_of: list[Run]) -> None:
+    ws = await connect(f"{url}/app/{app.key}?protocol=7", open_timeout=60, max_queue=None)
+    established = json.loads(await ws.recv())
+    socket_id = json.loads(established["data"])["socket_id"]
+    conversation = listener.conversation
+    channel = f"presence-conversation.{conversation.id}"
+    user_id = conversation.users[listener.party]
+    channel_data = json.dumps({"user_id": user_id, "user_info": {"role": ("client", "cleaner")[listener.party]}})
+    await ws.send(json.dumps({"event": "pusher:subscribe", "data": {
+        "channel": channel, "auth": channel_auth(app, socket_id, channel, channel_data),
+        "channel_data": channel_data}}))
+    while True:
+        frame = json.loads(await ws.recv())
+        if frame["event"] == "pusher_internal:subscription_succeeded":
+            break
+        if frame["event"] == "pusher:error":
+            raise RuntimeError(f"subscribe refused: {frame}")
+    listener.ws = ws
+    asyncio.get_running_loop().create_task(read_forever(listener, run_of))
+
+
+async def read_forever(listener: Listener, run_of: list[Run]) -> None:
+    """Answer pings; check every chat message's seq; time the ones sent by the other party."""
+    assert listener.ws is not None
+    try:
+        async for raw in listener.ws:
+            now = time.perf_counter()
+            frame = json.loads(raw)
+            event = frame["event"]
+            if event == "chat.message":
+                message = json.loads(frame["data"])
+                seq = message["seq"]
+                if seq <= listener.last_seq:
+                    listener.duplicates += 1
+                    continue
+                if seq != listener.last_seq + 1:
+                    listener.gaps += seq - listener.last_seq - 1
+                listener.last_seq = seq
+                run = run_of[0]
+                key = (message["conversation_id"], message["client_msg_id"])
+                sent = run.sent.get(key)
+                if sent is not None and sent[1] != listener.party:
+                    run.e2e_ms.append((now - sent[0]) * 1000)
+                    run.delivered.add(key)
+            elif event == "pusher:ping":
+                await listener.ws.send('{"event":"pusher:pong","data":{}}')
+    except Exception:  # closed at the end of a row
+        return
+
+
+async def drive(url: str, conversations: list[Conversation], run: Run, *, rate: float, seconds: float,
+                offset: int) -> float:
+    """Send at `rate` messages/s for `seconds` (open loop); returns the window's length."""
+    connector = aiohttp.TCPConnector(limit=512)
+    tasks: list[asyncio.Task[None]] = []
+    async with aiohttp.ClientSession(base_url=url, connector=connector) as http:
+
+        async def send_one(n: int) -> None:
+            conversation = conversations[n % len(conversations)]
+            party = (n // len(conversations)) % 2
+            key = (conversation.id, f"b{offset + n}")
+            run.sent[key] = (time.perf_counter(), party)
+            try:
+                async with http.post(f"/api/v1/conversations/{conversation.id}/messages",
+                                     headers={"Authorization": f"Bearer {conversation.tokens[party]}"},
+                                     json={"client_msg_id": key[1], "body": f"hello {n}"}) as response:
+                    body = await response.json()
+                    if response.status == 201:
+                        run.ack_ms.append((time.perf_counter() - run.sent[key][0]) * 1000)
+                        run.acked[key] = body["data"]["seq"]
+                        return
+                    raise RuntimeError(f"{response.status}: {body}")
+            except Exception as exc:
+                run.failed += 1
+                run.first_error = run.first_error or repr(exc)[:300]
+
+        started = time.perf_counter()
+        issued = 0
+        total = int(rate * seconds)
+        while issued < total:
+            due = min(total, int((time.perf_counter() - started) * rate) + 1)
+            for n in range(issued, due):
+                tasks.append(asyncio.get_running_loop().create_task(send_one(n)))
+            issued = due
+            await asyncio.sleep(0.002)
+        await asyncio.gather(*tasks)
+        return time.perf_counter() - started
+
+
+async def settle(run: Run, wait_s: float = 20) -> None:
+    deadline = time.perf_counter() + wait_s
+    while time.perf_counter() < deadline:
+        if set(run.acked) <= run.delivered:
+            return
+        await asyncio.sleep(0.1)
+
+
+async def check_database(conversation_ids: list[str]) -> tuple[int, int]:
+    """(messages stored, conversations whose seqs are not exactly 1..count)."""
+    rows = await connections.get("default").execute_query_dict(
+        "SELECT count(*) AS n, min(seq) AS lo, max(seq) AS hi, count(DISTINCT seq) AS d FROM chat_messages "
+        "WHERE conversation_id = ANY($1::uuid[]) GROUP BY conversation_id", [conversation_ids])
+    broken = sum(1 for r in rows if not (r["lo"] == 1 and r["hi"] == r["n"] == r["d"]))
+    return sum(int(r["n"]) for r in rows), broken
+
+
+async def shard_calls(settings: Settings) -> tuple[int, int]:
+    """Ray calls the conversation shards took and the messages they carried, so far."""
+    if not ray.is_initialized():
+        return 0, 0
+    count = settings.conversation_shards
+    stats = []
+    for shard in range(count):
+        try:
+            actor = ray.get_actor(f"conversations-{shard}-of-{count}", namespace=settings.ray_namespace)
+            stats.append(await actor.stats.remote())
+        except ValueError:
+            pass
+    return sum(s["calls"] for s in stats), sum(s["items"] for s in stats)
+
+
+async def one_size(args: argparse.Namespace, url: str, app: RealtimeApp, conversations: list[Conversation],
+                   edge_pid: int | None, settings: Settings, offset: int) -> None:
+    listeners = [Listener(c, party) for c in conversations for party in (0, 1)]
+    run_of = [Run()]
+    rss_before = rss_mib(edge_pid) if edge_pid else None
+    opening = asyncio.Semaphore(64)
+
+    async def open_one(listener: Listener) -> None:
+        async with opening:
+            await open_listener(url.replace("http", "ws", 1), app, listener, run_of)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(open_one(listener) for listener in listeners))
+    opened_s = time.perf_counter() - started
+    await asyncio.sleep(1)
+    memory = ""
+    if edge_pid and rss_before is not None:
+        per = (rss_mib(edge_pid) - rss_before) * 1024 / len(listeners)
+        memory = f"; edge RSS +{per:.1f} KiB per connection"
+    print(f"\n{len(listeners):,} sockets on {len(conversations):,} conversations opened and subscribed "
+          f"in {opened_s:.1f}s{memory}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'row':>9} {'target/s':>8} {'sent':>7} {'acked/s':>8} {'e2e p50':>8} {'p99':>7} {'p999':>7} "
+          f"{'ack p50':>8} {'ack p99':>8} {'msgs/call':>9} {'lost':>5} {'dup':>4} {'gaps':>5} {'failed':>6} "
+          f"{'load':>5}")
+    # Warm up: one message per conversation loads it into its shard (not measured).
+    warm = Run()
+    run_of[0] = warm
+    await drive(url, conversations, warm, rate=min(args.rate, 500), seconds=len(conversations) / min(args.rate, 500),
+                offset=offset)
+    offset += len(conversations) + 1
+    await settle(warm)
+    for label, rate, seconds in (("baseline", args.baseline_rate, args.baseline_seconds),
+                                 ("load", args.rate, args.seconds)):
+        run = Run()
+        run_of[0] = run
+        calls_before, items_before = await shard_calls(settings)
+        cpu_before = cpu_seconds(edge_pid)
+        window = await drive(url, conversations, run, rate=rate, seconds=seconds, offset=offset)
+        offset += int(rate * seconds) + 1
+        await settle(run)
+        calls_after, items_after = await shard_calls(settings)
+        cpu = {k: (v - cpu_before[k]) * 1000 / max(len(run.acked), 1) for k, v in cpu_seconds(edge_pid).items()}
+        lost = len(set(run.acked) - run.delivered)
+        per_call = (items_after - items_before) / max(calls_after - calls_before, 1)
+        print(f"{label:>9} {rate:>8.0f} {len(run.sent):>7} {len(run.acked) / window:>8.0f} "
+              f"{pct(run.e2e_ms, 50):>8.1f} {pct(run.e2e_ms, 99):>7.1f} {pct(run.e2e_ms, 99.9):>7.1f} "
+              f"{pct(run.ack_ms, 50):>8.1f} {pct(run.ack_ms, 99):>8.1f} {per_call:>9.1f} {lost:>5} "
+              f"{sum(s.duplicates for s in listeners):>4} {sum(s.gaps for s in listeners):>5} {run.failed:>6} "
+              f"{os.getloadavg()[0]:>5.1f}")
+        print(f"{'':>9} CPU ms per acknowledged message: edge {cpu['edge']:.2f}, conversation shards "
+              f"{cpu['shards']:.2f}, this client {cpu['bench']:.2f}")
+        if run.first_error:
+            print(f"          first failure: {run.first_error}")
+    stored, broken = await check_database([c.id for c in conversations])
+    print(f"PostgreSQL: {stored:,} messages in these conversations, {broken} with a gap or repeat in seq; "
+          f"milliseconds throughout; e2e = REST send -> the other party's socket")
+    for listener in listeners:
+        if listener.ws is not None:
+            await listener.ws.close()
 
 
 async def main(args: argparse.Namespace) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 5,000 sockets; the edge inherits it
     server_url = os.environ["DATABASE_URL"]
-    database_url, name = await create_database(server_url)
+    cleanups: list[Any] = []
     tmp = Path(tempfile.mkdtemp(prefix="spotless-bench-chat-"))
-    nats_server = EmbeddedNats(tmp / "nats", free_port())
-    nats_server.start()
     try:
-        await migrate(database_url)
-        settings = Settings(database_url=database_url, nats_url=nats_server.url, data_dir=tmp,
-                            ray_namespace=f"bench-chat-{secrets.token_hex(3)}",
-                            conversation_shards=args.shards)
+        if args.url:
+            settings = Settings(database_url=server_url)
+            url, edge_pid = args.url.rstrip("/"), args.edge_pid
+        else:
+            database_url, name = await create_database(server_url)
+            cleanups.append(lambda: drop_database(server_url, name))
+            await migrate(database_url)
+            nats_url = os.environ.get("NATS_URL", "")
+            if not nats_url:
+                nats_server = EmbeddedNats(tmp / "nats", free_port())
+                nats_server.start()
+                cleanups.append(nats_server.stop)
+                nats_url = nats_server.url
+            namespace = f"bench-chat-{secrets.token_hex(3)}"
+            ray.init(namespace=namespace, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+            cleanups.append(ray.shutdown)
+            env = {"DATABASE_URL": database_url, "NATS_URL": nats_url, "SPOTLESS_DATA_DIR": str(tmp / "data"),
+                   "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "SPOTLESS_RAY_NAMESPACE": namespace,
+                   "SPOTLESS_CONVERSATION_SHARDS": str(args.shards), "SPOTLESS_LOG_LEVEL": "WARNING"}
+            settings = Settings(database_url=database_url, nats_url=nats_url, ray_namespace=namespace,
+                                conversation_shards=args.shards)
+            edge: EdgeProcess = await asyncio.to_thread(start_edge, env, tmp)
+            cleanups.append(edge.stop)
+            url, edge_pid = edge.url, edge.proc.pid
         await open_database(settings)
-        ray.init(namespace=settings.ray_namespace, include_dashboard=False, log_to_driver=False,
-                 logging_level="WARNING")
-        conversations = await make_conversations(args.conversations)
-        router = ConversationRouter(settings)
-
-        async def coalesced(conversation: str, client: str, key: str) -> Any:
-            return await router.send(conversation, sender_id=client, client_msg_id=key, body="hello")
-
-        async def one_call_each(conversation: str, client: str, key: str) -> Any:
-            shard = router.shards[router.shard_of(conversation)]
-            return (await shard.send.remote([(conversation, client, key, "hello")]))[0]
-
-        await drive(coalesced, conversations, senders=8, seconds=1)  # warm: load every conversation
-        print(f"{args.conversations} conversations, {args.shards} shards, {args.seconds:.0f} s per row")
-        print(f"{'senders':>8} {'path':>10} {'msg/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'calls/msg':>10}")
-        for senders in (1, 16, 64):
-            rates = {}
-            for label, send in (("per-call", one_call_each), ("coalesced", coalesced)):
-                before = sum([s["calls"] for s in await asyncio.gather(*(a.stats.remote() for a in router.shards))])
-                count, latencies = await drive(send, conversations, senders=senders, seconds=args.seconds)
-                after = sum([s["calls"] for s in await asyncio.gather(*(a.stats.remote() for a in router.shards))])
-                rates[label] = count / args.seconds
-                print(f"{senders:>8} {label:>10} {rates[label]:>9.0f} {pct(latencies, 50):>8.2f} "
-                      f"{pct(latencies, 99):>8.2f} {(after - before) / max(count, 1):>10.2f}")
-            print(f"{'':>8} {'ratio':>10} {rates['coalesced'] / max(rates['per-call'], 1e-9):>9.2f}x")
+        cleanups.append(close_database)
+        app = parse_apps(settings.realtime_apps)[0]
+        print(f"chat end to end against {url}: {args.shards} conversation shards, "
+              f"{args.seconds:.0f} s at {args.rate:.0f} msg/s after {args.baseline_seconds:.0f} s at "
+              f"{args.baseline_rate:.0f} msg/s (baseline); load average {os.getloadavg()[0]:.1f}")
+        offset = 0
+        for sockets in args.sockets:
+            conversations = await seed(sockets // 2, settings)
+            await one_size(args, url, app, conversations, edge_pid, settings, offset)
+            offset += 10_000_000
     finally:
-        ray.shutdown()
-        await close_database()
-        nats_server.stop()
-        await drop_database(server_url, name)
+        for cleanup in reversed(cleanups):
+            result = cleanup()
+            if asyncio.iscoroutine(result):
+                await result
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--conversations", type=int, default=200)
-    parser.add_argument("--shards", type=int, default=4)
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--sockets", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--rate", type=float, default=2000, help="messages/s during the load row")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--baseline-rate", type=float, default=50)
+    parser.add_argument("--baseline-seconds", type=float, default=4.0)
+    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--url", default="", help="a running stack's edge (DATABASE_URL: its database)")
+    parser.add_argument("--edge-pid", type=int, default=None, help="with --url: the edge's pid, for memory")
     asyncio.run(main(parser.parse_args()))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import math
 import os
 import secrets
@@ -28,6 +29,7 @@ import numpy as np
 import psutil
 import ray
 import shapely
+import uvloop
 
 from actors.clients import SpatialClient
 from core.settings import Settings
@@ -113,24 +115,47 @@ async def drop_database(server_url: str, url: str) -> None:
     await admin.close()
 
 
-async def drive(query: Any, points: np.ndarray, *, concurrency: int, seconds: float) -> dict[str, float]:
+async def drive(query: Any, points: np.ndarray, *, concurrency: int, seconds: float,
+                processes: list[psutil.Process]) -> dict[str, float]:
+    """`concurrency` clients in a closed loop for `seconds`: throughput, latency, and the CPU time
+    `processes` spent per query (a figure the machine's other load moves far less than q/s)."""
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
     counter = iter(range(10**12))
+    pairs = points.tolist()
 
     async def client() -> None:
         while time.perf_counter() < deadline:
-            lat, lng = points[next(counter) % len(points)]
+            lat, lng = pairs[next(counter) % len(pairs)]
             t0 = time.perf_counter()
-            await query(float(lat), float(lng))
+            await query(lat, lng)
             latencies.append(time.perf_counter() - t0)
 
+    cpu_before = _cpu_s(processes)
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
+    cpu = _cpu_s(processes) - cpu_before
     latencies.sort()
     return {"qps": len(latencies) / elapsed, "p50_ms": 1000 * latencies[len(latencies) // 2],
-            "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)], "n": len(latencies)}
+            "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)], "n": len(latencies),
+            "cpu_us": 1e6 * cpu / len(latencies)}
+
+
+async def _find_cpu_s(client: SpatialClient) -> float:
+    """CPU seconds the shards have spent inside `find` (the rest of their CPU is Ray's per call)."""
+    return sum(s["find_cpu_s"] for s in await asyncio.gather(*(s.stats.remote() for s in client.shards)))
+
+
+def _cpu_s(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 async def bench(n: int, args: argparse.Namespace, base: Settings) -> None:
@@ -140,6 +165,7 @@ async def bench(n: int, args: argparse.Namespace, base: Settings) -> None:
     print(f"generated in {time.perf_counter() - t0:.1f}s; region {lat1 - lat0:.2f}° x {lng1 - lng0:.2f}°")
     t0 = time.perf_counter()
     url = await build_database(args.server_url, polygons)
+    del polygons
     print(f"written to PostgreSQL (service_areas + PostGIS table and GiST index) in {time.perf_counter() - t0:.1f}s")
     settings = base.model_copy(update={"database_url": url, "spatial_shards": args.shards,
                                        "shard_client_max_inflight": args.inflight})
@@ -147,11 +173,12 @@ async def bench(n: int, args: argparse.Namespace, base: Settings) -> None:
     pool = None
     try:
         pids = await asyncio.gather(*(s.pid.remote() for s in client.shards))
-        rss_before = sum(psutil.Process(p).memory_info().rss for p in pids)
+        shard_processes = [psutil.Process(p) for p in pids]
+        rss_before = sum(p.memory_info().rss for p in shard_processes)
         t0 = time.perf_counter()
         stats = await asyncio.gather(*(s.stats.remote() for s in client.shards))
         load_s = time.perf_counter() - t0
-        rss_after = sum(psutil.Process(p).memory_info().rss for p in pids)
+        rss_after = sum(p.memory_info().rss for p in shard_processes)
         held = sum(s["areas"] for s in stats)
         print(f"{args.shards} shards loaded {held:,} area copies ({held / n:.2f} per area, cell-line "
               f"crossings) from PostgreSQL in {load_s:.1f}s")
@@ -165,7 +192,8 @@ async def bench(n: int, args: argparse.Namespace, base: Settings) -> None:
         rng = np.random.default_rng(7)
         points = np.column_stack([rng.uniform(lat0, lat1, 20_000), rng.uniform(lng0, lng1, 20_000)])
 
-        pool = await asyncpg.create_pool(url, min_size=64, max_size=64)
+        pool = await asyncpg.create_pool(url, min_size=args.pg_pool, max_size=args.pg_pool)
+        # asyncpg prepares this once per connection and reuses the plan (its statement cache).
         sql = ("SELECT cleaner_id FROM bench_postgis "
                "WHERE ST_Intersects(geom, ST_SetSRID(ST_MakePoint($1, $2), 4326))")
 
@@ -184,21 +212,39 @@ async def bench(n: int, args: argparse.Namespace, base: Settings) -> None:
         async with pool.acquire() as conn:
             pg_mem = await conn.fetchval("SELECT pg_total_relation_size('bench_postgis')")
             pg_index = await conn.fetchval("SELECT pg_relation_size('bench_postgis_geom')")
+            backends = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
         per_m = 1_000_000 / n
         print(f"memory per 1M areas: shards {(rss_after - rss_before) * per_m / 2**20:,.0f} MiB RSS "
               f"(index + geometries); PostGIS table+index {pg_mem * per_m / 2**20:,.0f} MiB on disk, "
               f"GiST alone {pg_index * per_m / 2**20:,.0f} MiB")
+        driver = psutil.Process()
+        actor_side = [driver, *shard_processes]
+        postgis_side = [driver, *(psutil.Process(r["pid"]) for r in backends)]
 
-        print(f"{'clients':>7} | {'actors q/s':>10} {'p50 ms':>7} {'p99 ms':>7} | "
-              f"{'PostGIS q/s':>11} {'p50 ms':>7} {'p99 ms':>7} | {'ratio':>5}")
-        for concurrency in args.clients:
-            await drive(client.find, points, concurrency=concurrency, seconds=1)  # warm up
-            a = await drive(client.find, points, concurrency=concurrency, seconds=args.seconds)
-            await drive(postgis, points, concurrency=concurrency, seconds=1)
-            p = await drive(postgis, points, concurrency=concurrency, seconds=args.seconds)
-            print(f"{concurrency:>7} | {a['qps']:>10,.0f} {a['p50_ms']:>7.2f} {a['p99_ms']:>7.2f} | "
-                  f"{p['qps']:>11,.0f} {p['p50_ms']:>7.2f} {p['p99_ms']:>7.2f} | "
-                  f"{a['qps'] / p['qps']:>5.1f}", flush=True)
+        print(f"PostGIS through an asyncpg pool of {args.pg_pool} connections; cpu = CPU time per query of "
+              "the driver plus the shard processes (actors) or the PostgreSQL backends (PostGIS)")
+        for run in range(args.repeat):
+            if args.repeat > 1:
+                print(f"-- run {run + 1} of {args.repeat}")
+            print(f"{'clients':>7} | {'actors q/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'cpu µs':>6} | "
+                  f"{'PostGIS q/s':>11} {'p50 ms':>7} {'p99 ms':>7} {'cpu µs':>6} | {'ratio':>5} | load")
+            for concurrency in args.clients:
+                await drive(client.find, points, concurrency=concurrency, seconds=1, processes=[])  # warm up
+                calls_before, find_before = client.coalescer.batches, await _find_cpu_s(client)
+                load = os.getloadavg()[0]
+                a = await drive(client.find, points, concurrency=concurrency, seconds=args.seconds,
+                                processes=actor_side)
+                batch = a["n"] / max(1, client.coalescer.batches - calls_before)
+                find_us = 1e6 * (await _find_cpu_s(client) - find_before) / a["n"]
+                await drive(postgis, points, concurrency=concurrency, seconds=1, processes=[])
+                p = await drive(postgis, points, concurrency=concurrency, seconds=args.seconds,
+                                processes=postgis_side)
+                load = (load + os.getloadavg()[0]) / 2
+                print(f"{concurrency:>7} | {a['qps']:>10,.0f} {a['p50_ms']:>7.2f} {a['p99_ms']:>7.2f} "
+                      f"{a['cpu_us']:>6.0f} | {p['qps']:>11,.0f} {p['p50_ms']:>7.2f} {p['p99_ms']:>7.2f} "
+                      f"{p['cpu_us']:>6.0f} | {a['qps'] / p['qps']:>5.1f} | {load:.1f}"
+                      f"  (~{batch:.0f} points per Ray call, {find_us:.0f} µs of cpu in the shards' find)",
+                      flush=True)
     finally:
         for shard in client.shards:
             ray.kill(shard)
@@ -216,10 +262,13 @@ async def main() -> None:
     parser.add_argument("--inflight", type=int, default=Settings().shard_client_max_inflight,
                         help="Ray calls in flight per shard from the one driver (the edge's setting)")
     parser.add_argument("--coverage", type=float, default=25.0, help="mean areas covering a point")
+    parser.add_argument("--pg-pool", type=int, default=16,
+                        help="PostgreSQL connections in the PostGIS pool (the server's max_connections is shared)")
+    parser.add_argument("--repeat", type=int, default=1, help="measure the whole table this many times")
     args = parser.parse_args()
     args.server_url = os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test"
     ray.init(namespace=f"spotless-bench-{secrets.token_hex(3)}", include_dashboard=False,
-             log_to_driver=False, logging_level="WARNING")
+             log_to_driver=False, logging_level=logging.WARNING)
     base = Settings()
     try:
         for n in args.areas or [100_000]:
@@ -229,4 +278,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    uvloop.run(main())  # the loop the edge runs on (Sanic uses uvloop); asyncpg gets it too

@@ -108,8 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("--port", type=int, default=settings.admin_port)
     admin.set_defaults(func=cmd_admin)
 
+    from jobs.runner import KINDS
+
     worker = sub.add_parser("worker", help="run job workers")
-    worker.add_argument("kinds", nargs="*", help="email, push, images, realtime, relay or all (the default)")
+    worker.add_argument("kinds", nargs="*", help=f"{', '.join(KINDS)} or all (the default)")
     worker.set_defaults(func=cmd_worker)
     sub.add_parser("relay", help="publish outbox events to JetStream").set_defaults(
         func=lambda args: cmd_worker(argparse.Namespace(kinds=["relay"])))

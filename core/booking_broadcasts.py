@@ -36,7 +36,7 @@ BROADCAST_EVENTS: dict[str, RealtimeEvent] = {
 }
 
 _REQUIRED = ("booking_id", "state", "client_id", "cleaner_id", "starts_at", "by")
-_OPTIONAL = ("reason", "cancellation_fee_minor")
+_OPTIONAL = ("reason", "cancellation_fee_minor", "hours", "amount_minor", "quoted_hours", "quoted_amount_minor")
 
 
 @dataclass(frozen=True)

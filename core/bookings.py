@@ -66,6 +66,8 @@ class BookingError(StrEnum):
     BELOW_MINIMUM_DURATION = "below_minimum_duration"
     DISPUTE_WINDOW_CLOSED = "dispute_window_closed"
     TOO_LATE = "too_late"
+    OVER_EXTRA_HOURS = "over_extra_hours"
+    NO_FEE_DUE = "no_fee_due"
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,19 @@ def parse_hours(raw: object, *, max_hours: int) -> Decimal:
     return hours
 
 
+def check_final_hours(raw: object, *, quoted_hours: Decimal, max_extra_hours: int) -> Decimal:
+    """The hours a cleaner completes with: fewer than quoted, or up to `max_extra_hours` more.
+
+    The client is told the new price in the completion event and can dispute it within the
+    dispute window; more than the limit is refused outright (422 over_extra_hours)."""
+    hours = parse_hours(raw, max_hours=10_000)
+    limit = quoted_hours + max_extra_hours
+    if hours > limit:
+        raise Invalid(f"must be at most {limit.normalize():f}: {max_extra_hours} hours over the "
+                      f"{quoted_hours.normalize():f} booked", field="hours", code=BookingError.OVER_EXTRA_HOURS)
+    return hours
+
+
 def _share(amount_minor: int, rate_bp: int) -> int:
     """`rate_bp` of an amount, rounded half up to the minor unit."""
     exact = Decimal(amount_minor) * Decimal(rate_bp) / BASIS_POINTS
@@ -201,11 +216,22 @@ class CancellationOutcome:
 
 def cancellation_outcome(
     *, party: Party, state: str, starts_at: datetime, now: datetime, amount_minor: int,
-    free_before: timedelta, late_fee_bp: int,
+    free_before: timedelta, late_fee_bp: int, charge_late_fee: bool = False,
 ) -> CancellationOutcome:
     """Free until `free_before` the start; later, a client pays `late_fee_bp` of the price and a
     cleaner (who never pays a fee here) has it counted against them. Cancelling a request the
-    cleaner has not accepted yet is always free, and so is a cancellation by staff."""
+    cleaner has not accepted yet is always free, and so is a cancellation by staff unless they
+    `charge_late_fee`: then the client pays what they would have paid cancelling themselves now
+    (Conflict no_fee_due when that is nothing). Only staff may ask for it."""
+    if charge_late_fee:
+        if party != Party.ADMIN:
+            raise Forbidden("only staff may cancel with a fee", code=BookingError.NOT_YOUR_MOVE)
+        owed = cancellation_outcome(party=Party.CLIENT, state=state, starts_at=starts_at, now=now,
+                                    amount_minor=amount_minor, free_before=free_before, late_fee_bp=late_fee_bp)
+        if owed.fee_minor <= 0:
+            raise Conflict("no late-cancellation fee is due: the booking is still a request or "
+                           "cancelling it now is free", code=BookingError.NO_FEE_DUE)
+        return CancellationOutcome(owed.fee_minor, True, False)
     late = now >= starts_at - free_before
     if state == BookingState.REQUESTED or party == Party.ADMIN or not late:
         return CancellationOutcome(0, late, False)

@@ -36,6 +36,9 @@ class EventType(StrEnum):
     BOOKING_DISPUTED = "booking.disputed"
     BOOKING_REMINDER_DUE = "booking.reminder_due"
     BOOKING_PAYMENT_UPDATED = "booking.payment_updated"
+    INVOICE_ISSUED = "invoice.issued"
+    REVIEW_POSTED = "review.posted"
+    REVIEW_REPLIED = "review.replied"
 
 
 # --- payload schemas, one per event type ---
@@ -85,6 +88,9 @@ class ImageUploaded(TypedDict):
     image_id: str
     key: str  # the original's key in storage.files
     owner_id: NotRequired[str]
+    kind: NotRequired[str]  # "evidence": image_id is a booking_evidence row (storage/evidence.py)
+    # "profile_photo": owner_id is the cleaner whose photo it is (storage/supply.py)
+    # "chat_attachment": image_id is a chat_attachments row (storage/attachments.py)
 
 
 
@@ -116,6 +122,14 @@ class BookingChanged(TypedDict):
     by: str  # the party that acted: client | cleaner | admin | system
     reason: NotRequired[str]
     cancellation_fee_minor: NotRequired[int]
+    reminder_lead_s: NotRequired[int]  # booking.reminder_due: how long before the start
+    # booking.completed: the final price next to the quote (they differ when the cleaner
+    # completed with other hours); booking.payment_updated (reason capture_shortfall) too
+    hours: NotRequired[str]
+    quoted_hours: NotRequired[str]
+    amount_minor: NotRequired[int]
+    quoted_amount_minor: NotRequired[int]
+    shortfall_minor: NotRequired[int]  # what the card would not cover (audited; staff follow up)
 
 
 class ServiceAreaChanged(TypedDict):
@@ -123,6 +137,28 @@ class ServiceAreaChanged(TypedDict):
     version: int
     bbox: NotRequired[list[float]]  # [min_lng, min_lat, max_lng, max_lat]; absent when removed
     area_km2: NotRequired[float]
+
+
+class InvoiceIssued(TypedDict):
+    """A completed booking's invoice exists, its PDF stored (storage/invoices.py)."""
+
+    invoice_id: str
+    booking_id: str
+    number: str  # e.g. 2026-000001
+    client_id: str
+    cleaner_id: str
+    total_minor: int
+    currency: str
+
+
+class ReviewChanged(TypedDict):
+    """A client reviewed a booking, or its cleaner replied (storage/reviews.py)."""
+
+    review_id: str
+    booking_id: str
+    client_id: str
+    cleaner_id: str
+    rating: int
 
 
 PAYLOADS: dict[EventType, type] = {
@@ -150,6 +186,9 @@ PAYLOADS: dict[EventType, type] = {
     EventType.BOOKING_DISPUTED: BookingChanged,
     EventType.BOOKING_REMINDER_DUE: BookingChanged,
     EventType.BOOKING_PAYMENT_UPDATED: BookingChanged,
+    EventType.INVOICE_ISSUED: InvoiceIssued,
+    EventType.REVIEW_POSTED: ReviewChanged,
+    EventType.REVIEW_REPLIED: ReviewChanged,
 }
 
 
@@ -204,3 +243,4 @@ class RealtimeEvent(StrEnum):
     CHAT_READ = "chat.read"  # data: {user_id, seq}
     BOOKING_CREATED = "booking.created"  # data: a booking broadcast (core/booking_broadcasts.py)
     BOOKING_UPDATED = "booking.updated"  # data: the same shape, after a transition
+    CLEANER_PRESENCE = "cleaner.presence"  # data: {cleaner_id, online, at, location?} (core/cleaner_presence.py)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from core.errors import SpotlessError
+from core.bookings import BookingState
+from core.errors import Conflict, Invalid, SpotlessError
 
 
 class PaymentStatus(StrEnum):
@@ -30,6 +31,8 @@ class PaymentError(StrEnum):
     AUTHENTICATION_REQUIRED = "authentication_required"
     CLEANER_NOT_PAYABLE = "cleaner_not_payable"
     BAD_SIGNATURE = "bad_signature"
+    NOTHING_CAPTURED = "nothing_captured"
+    NOTHING_TO_REFUND = "nothing_to_refund"
 
 
 class PaymentDeclined(SpotlessError):
@@ -54,6 +57,49 @@ def fee_application_share(*, fee_minor: int, amount_minor: int, application_fee_
     if amount_minor <= 0:
         return 0
     return min(fee_minor, (fee_minor * application_fee_minor + amount_minor // 2) // amount_minor)
+
+
+class Settlement(StrEnum):
+    """What a booking's move means for the hold on the card."""
+
+    CAPTURE = "capture"  # completed: take the price
+    CAPTURE_FEE = "capture_fee"  # cancelled late: take only the fee, release the rest
+    RELEASE = "release"  # ended for free: let the hold go
+    NONE = "none"  # still under way, or already settled
+
+
+def settlement_of(*, state: str, cancellation_fee_minor: int) -> Settlement:
+    """The money step a booking in `state` calls for (once, while its hold is still open)."""
+    if state in (BookingState.COMPLETED, BookingState.DISPUTED):  # a dispute is settled by refunds
+        return Settlement.CAPTURE
+    if state == BookingState.CANCELLED and cancellation_fee_minor > 0:
+        return Settlement.CAPTURE_FEE
+    if state in (BookingState.DECLINED, BookingState.EXPIRED, BookingState.CANCELLED):
+        return Settlement.RELEASE
+    return Settlement.NONE
+
+
+def settle_retry_delay_s(attempts: int, *, base_s: int, max_s: int) -> int:
+    """The wait before retry number `attempts + 1`: doubling from `base_s`, at most `max_s`."""
+    return int(min(max_s, base_s * 2 ** min(attempts, 30)))
+
+
+def check_refund(*, amount_minor: int | None, captured_minor: int, refunded_minor: int) -> int:
+    """What a refund gives back: `amount_minor`, or everything not yet refunded when it is None.
+    Conflict when nothing was captured or all of it was refunded; Invalid above what is left."""
+    if captured_minor <= 0:
+        raise Conflict("nothing was captured for this booking", code=PaymentError.NOTHING_CAPTURED)
+    refundable = captured_minor - refunded_minor
+    if amount_minor is None:
+        if refundable <= 0:
+            raise Conflict("everything captured was already refunded", code=PaymentError.NOTHING_TO_REFUND)
+        return refundable
+    if isinstance(amount_minor, bool) or not isinstance(amount_minor, int) or amount_minor <= 0:
+        raise Invalid("must be a whole number of minor units above zero", field="amount_minor")
+    if amount_minor > refundable:
+        raise Invalid(f"must be at most {refundable}, what was captured and not yet refunded",
+                      field="amount_minor")
+    return amount_minor
 
 
 INTENT_EVENTS: dict[str, PaymentStatus] = {

@@ -6,11 +6,29 @@ Every setting has a default that works for `make run`. Code deep inside the proj
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Never shown by repr() or str(): a settings object that ends up in a log or a traceback must not
+# carry these. URL settings keep everything but their password.
+SECRET_SETTINGS = frozenset({"admin_session_secret", "facebook_app_secret", "realtime_apps",
+                             "stripe_api_key", "stripe_webhook_secret"})
+URL_SETTINGS = frozenset({"database_url", "nats_url", "smtp_url"})
+
+
+def without_password(url: str) -> str:
+    """`url` with the password of its user info replaced by `***`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class Settings(BaseSettings):
@@ -37,6 +55,7 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     max_body_bytes: int = 1_048_576
     cors_origins: str = ""
+    hsts_max_age_s: int = 0  # >0: Strict-Transport-Security on every answer (serve over https only)
 
     # --- admin ---
     admin_host: str = "127.0.0.1"
@@ -80,6 +99,7 @@ class Settings(BaseSettings):
     presence_shards: int = 2
     presence_timeout_s: float = 90.0
     presence_flush_s: float = 5.0  # how often a presence shard writes last_seen in one batch
+    presence_notify_s: float = 1.0  # how often a presence shard tells clients their cleaner came/went
     presence_shard_prefix: str = "presence"
     shard_client_max_inflight: int = 1  # Ray calls in flight per shard; the rest coalesce into the next
     service_area_max_vertices: int = 2000
@@ -123,6 +143,7 @@ class Settings(BaseSettings):
     presence_channel_shards: int = 2
     chat_message_max_chars: int = 4000
     chat_recent_messages: int = 100  # per conversation, kept in its shard
+    chat_attachment_max_bytes: int = 10 * 1024 * 1024  # largest image sent in a chat
 
     # --- supply: uploads and profiles ---
     file_storage_dir: Path | None = None  # default: <data_dir>/files (storage/files.py)
@@ -130,16 +151,20 @@ class Settings(BaseSettings):
     profile_photo_max_bytes: int = 5 * 1024 * 1024
     upload_max_image_pixels: int = 40_000_000  # larger images are refused as decompression bombs
     verification_max_pending_documents: int = 5
+    evidence_photo_max_bytes: int = 10 * 1024 * 1024  # largest completion photo
+    evidence_max_photos_per_booking: int = 20
     # Above the UK National Living Wage, so the platform never advertises a rate below it.
     cleaner_min_hourly_rate_minor: int = 1300
     cleaner_max_hourly_rate_minor: int = 50_000
 
     # --- bookings and payments ---
     booking_max_hours: int = 12
+    booking_max_extra_hours: int = 2  # a cleaner may complete with at most this many hours over the quote
     booking_min_lead_s: int = 3600  # a booking starts at least this long after it is made
     booking_max_advance_days: int = 180
     booking_request_ttl_s: int = 4 * 3600  # an unanswered request expires (or at its start)
     booking_reminder_lead_s: int = 24 * 3600  # both parties are reminded this long before
+    booking_final_reminder_lead_s: int = 3600  # and again this long before
     booking_take_rate_bp: int = 1500  # the platform's share of the subtotal, basis points
     booking_tax_rate_bp: int = 2000  # added to the subtotal (UK VAT), basis points
     booking_free_cancellation_s: int = 24 * 3600  # cancelling earlier than this before start is free
@@ -153,6 +178,14 @@ class Settings(BaseSettings):
     stripe_http_timeout_s: float = 20.0
     stripe_onboarding_return_url: str = "https://spotless.local/cleaner/payouts/done"
     stripe_onboarding_refresh_url: str = "https://spotless.local/cleaner/payouts/retry"
+    # The seller printed on invoices; VAT on them is booking_tax_rate_bp (core/invoices.py).
+    invoice_seller_name: str = "Spotless Ltd"
+    invoice_seller_address: str = "1 Example Street, London EC1A 1AA, United Kingdom"
+    invoice_seller_vat_number: str = ""  # empty: no VAT number is printed (set it in production)
+    settle_retry_base_s: int = 60  # first retry of a refused capture or release (doubles each time)
+    settle_retry_max_s: int = 6 * 3600  # longest wait between retries
+    settle_max_attempts: int = 10  # then the booking is left to staff
+    review_max_chars: int = 2000  # longest review or reply
 
     # --- observability ---
     log_level: str = "INFO"
@@ -169,6 +202,15 @@ class Settings(BaseSettings):
     @staticmethod
     def split(value: str) -> list[str]:
         return [item.strip() for item in value.split(",") if item.strip()]
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            if name in SECRET_SETTINGS and value:
+                yield name, "***"
+            elif name in URL_SETTINGS and isinstance(value, str):
+                yield name, without_password(value)
+            else:
+                yield name, value
 
 
 @lru_cache(maxsize=1)

@@ -188,7 +188,24 @@ def check_upload(data: bytes, *, allowed: frozenset[str], max_bytes: int, max_pi
         raise UnsupportedUpload(f"{field} must be one of: {kinds} (judged by the file's content)")
     if content_type in IMAGE_TYPES:
         _verify_image(data, expected=_PILLOW_FORMATS[content_type], max_pixels=max_pixels, field=field)
+    elif content_type == "application/pdf":
+        _verify_pdf(data, field=field)
     return content_type
+
+
+# A zip reader starts from the end-of-central-directory record at the end of a file, a PDF reader
+# from the header at its start: a file with both is two files in one, and is stored as uploaded.
+_ZIP_END_OF_DIRECTORY = b"PK\x05\x06"
+
+
+def _verify_pdf(data: bytes, *, field: str) -> None:
+    """Refuse a PDF that does not end as a PDF, or that is also a zip archive (a polyglot)."""
+    if not data.rstrip(b"\r\n\t \0").endswith(b"%%EOF"):
+        raise Invalid("the PDF is damaged or carries data after its end", field=field,
+                      code=SupplyError.DAMAGED_FILE)
+    if _ZIP_END_OF_DIRECTORY in data:
+        raise Invalid("the PDF is also a zip archive; upload a plain PDF", field=field,
+                      code=SupplyError.DAMAGED_FILE)
 
 
 def _verify_image(data: bytes, *, expected: str, max_pixels: int, field: str) -> None:

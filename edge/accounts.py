@@ -12,7 +12,17 @@ from core.errors import Invalid
 from core.pagination import parse_limit
 from core.settings import Settings
 from edge.auth import authenticated, current_session
-from edge.validation import Body, openapi_body, parse_body
+from edge.responses import (
+    Me,
+    Revoked,
+    SignedIn,
+    Status,
+    TokenPage,
+    UserOnly,
+    json_response,
+    no_content,
+)
+from edge.validation import CURSOR_PARAMETER, LIMIT_PARAMETER, Body, openapi_body, parse_body
 from storage import accounts, ratelimit
 from storage.accounts import IssuedToken
 from storage.models import User
@@ -71,6 +81,7 @@ def _email_key(raw: str) -> str:
 @bp.post("/auth/register")
 @openapi.definition(summary="Create a client or cleaner account", body=openapi_body(RegisterBody),
                     tag="accounts")
+@openapi.response(201, json_response(SignedIn), "the new account, signed in on this device")
 async def register(request: Request) -> HTTPResponse:
     settings = settings_of(request)
     body = parse_body(request, RegisterBody)
@@ -86,6 +97,7 @@ async def register(request: Request) -> HTTPResponse:
 @bp.post("/auth/login")
 @openapi.definition(summary="Sign in with e-mail and password", body=openapi_body(LoginBody),
                     tag="accounts")
+@openapi.response(200, json_response(SignedIn), "signed in: the token for this device")
 async def login(request: Request) -> HTTPResponse:
     settings = settings_of(request)
     body = parse_body(request, LoginBody)
@@ -100,6 +112,7 @@ async def login(request: Request) -> HTTPResponse:
 
 @bp.post("/auth/logout")
 @openapi.definition(summary="Revoke the token used for this request", tag="accounts")
+@no_content("signed out")
 @authenticated()
 async def logout(request: Request) -> HTTPResponse:
     session = current_session(request)
@@ -109,6 +122,7 @@ async def logout(request: Request) -> HTTPResponse:
 
 @bp.post("/auth/logout-all")
 @openapi.definition(summary="Revoke every token of the signed-in user", tag="accounts")
+@openapi.response(200, json_response(Revoked), "how many tokens were revoked")
 @authenticated()
 async def logout_all(request: Request) -> HTTPResponse:
     revoked = await accounts.revoke_all_tokens(actor=current_session(request).user)
@@ -117,6 +131,7 @@ async def logout_all(request: Request) -> HTTPResponse:
 
 @bp.post("/auth/email/verification-notification")
 @openapi.definition(summary="Send the e-mail verification link again", tag="accounts")
+@openapi.response(202, json_response(Status), "the link is on its way")
 @authenticated()
 async def resend_verification(request: Request) -> HTTPResponse:
     settings = settings_of(request)
@@ -129,6 +144,7 @@ async def resend_verification(request: Request) -> HTTPResponse:
 @bp.post("/auth/email/verify")
 @openapi.definition(summary="Verify an e-mail address with the token from the link",
                     body=openapi_body(TokenBody), tag="accounts")
+@openapi.response(200, json_response(UserOnly), "the verified user")
 async def verify_email(request: Request) -> HTTPResponse:
     body = parse_body(request, TokenBody)
     user = await accounts.verify_email(token=body.token)
@@ -138,6 +154,7 @@ async def verify_email(request: Request) -> HTTPResponse:
 @bp.post("/auth/password/forgot")
 @openapi.definition(summary="E-mail a password reset link (always 202)",
                     body=openapi_body(ForgotPasswordBody), tag="accounts")
+@openapi.response(202, json_response(Status), "sent if the account exists")
 async def forgot_password(request: Request) -> HTTPResponse:
     settings = settings_of(request)
     body = parse_body(request, ForgotPasswordBody)
@@ -151,6 +168,7 @@ async def forgot_password(request: Request) -> HTTPResponse:
 @bp.post("/auth/password/reset")
 @openapi.definition(summary="Set a new password with the token from the reset link",
                     body=openapi_body(ResetPasswordBody), tag="accounts")
+@openapi.response(200, json_response(UserOnly), "the user, signed out everywhere")
 async def reset_password(request: Request) -> HTTPResponse:
     body = parse_body(request, ResetPasswordBody)
     user = await accounts.reset_password(token=body.token, password=body.password,
@@ -160,6 +178,7 @@ async def reset_password(request: Request) -> HTTPResponse:
 
 @bp.get("/me")
 @openapi.definition(summary="The signed-in user", tag="accounts")
+@openapi.response(200, json_response(Me), "the user and the token of this request")
 @authenticated()
 async def me(request: Request) -> HTTPResponse:
     session = current_session(request)
@@ -168,8 +187,9 @@ async def me(request: Request) -> HTTPResponse:
 
 @bp.get("/me/tokens")
 @openapi.definition(summary="The signed-in user's devices (access tokens), newest first", tag="accounts")
-@openapi.parameter("cursor", str, "query")
-@openapi.parameter("limit", int, "query")
+@openapi.response(200, json_response(TokenPage), "one page of tokens")
+@openapi.parameter("cursor", CURSOR_PARAMETER, "query", description="next_cursor of the previous page")
+@openapi.parameter("limit", LIMIT_PARAMETER, "query", description="1 to 100; omitted or empty: 20")
 @authenticated()
 async def list_tokens(request: Request) -> HTTPResponse:
     session = current_session(request)
@@ -181,6 +201,7 @@ async def list_tokens(request: Request) -> HTTPResponse:
 
 @bp.delete("/me/tokens/<token_id:int>")
 @openapi.definition(summary="Revoke one of the signed-in user's tokens", tag="accounts")
+@no_content("revoked")
 @authenticated()
 async def revoke_token(request: Request, token_id: int) -> HTTPResponse:
     await accounts.revoke_token(actor=current_session(request).user, token_id=token_id)

@@ -12,14 +12,26 @@ from actors.clients import PresenceClient, SpatialClient
 from core.settings import Settings, get_settings
 from edge import accounts, chat, health, oauth, realtime, staff, supply
 from edge import bookings as bookings_api
+from edge import content as content_api
 from edge import devices as devices_api
+from edge import evidence as evidence_api
+from edge import invoices as invoices_api
 from edge import payments as payments_api
 from edge import presence as presence_api
+from edge import reviews as reviews_api
 from edge import search as search_api
 from edge import service_areas as service_areas_api
+from edge.api_doc import document_shared_responses
 from edge.errors import handle_exception
 from edge.oauth import JwksCache
-from edge.observability import configure_logging, on_request, on_response
+from edge.observability import (
+    SpotlessRequest,
+    configure_logging,
+    on_request,
+    on_response,
+    secret_values,
+)
+from edge.validation import refuse_nul_bytes
 from storage.bus import Bus
 from storage.db import close_database, open_database
 
@@ -36,10 +48,12 @@ def create_app(settings: Settings | None = None) -> Sanic:
     config.CORS_ALWAYS_SEND = False
     config.CORS_SUPPORTS_CREDENTIALS = False
     config.CORS_ALLOW_HEADERS = ["authorization", "content-type", "x-request-id"]
+    config.CORS_EXPOSE_HEADERS = ["x-request-id", "retry-after"]
     config.HEALTH = False
     config.AUTO_EXTEND = True
     config.KEEP_ALIVE_TIMEOUT = 75
-    app = Sanic("spotless", config=config)
+    # Sanic's loggers hand their records to ours (configure_logging): JSON with request ids.
+    app = Sanic("spotless", config=config, request_class=SpotlessRequest, configure_logging=False)
     app.ctx.settings = settings
     app.ctx.jwks_cache = JwksCache(ttl_s=settings.jwks_cache_ttl_s)
     app.ext.openapi.describe("Spotless API", version="1", description=(
@@ -52,15 +66,21 @@ def create_app(settings: Settings | None = None) -> Sanic:
         app.blueprint(bp)
     app.blueprint(chat.bp)
     app.blueprint(bookings_api.bp)
+    app.blueprint(evidence_api.bp)
+    app.blueprint(invoices_api.bp)
     app.blueprint(payments_api.bp)
+    app.blueprint(reviews_api.bp)
+    app.blueprint(content_api.bp)
     realtime.install(app)  # the Pusher-protocol socket, channel auth, events API
     app.error_handler.add(Exception, handle_exception)
     app.on_request(on_request)
+    app.on_request(refuse_nul_bytes)
     app.on_response(on_response)
+    document_shared_responses(app)
 
     @app.before_server_start
     async def start(app: Sanic) -> None:
-        configure_logging(settings.log_level, as_json=settings.log_json)
+        configure_logging(settings.log_level, as_json=settings.log_json, secrets=secret_values(settings))
         if not settings.database_url:
             raise SystemExit("DATABASE_URL is not set; run `spotless dev` for the embedded stack")
         await open_database(settings)

@@ -44,9 +44,21 @@ def authenticated(*roles: Role) -> Callable[[Handler], Handler]:
             request.ctx.session = session
             return await handler(request, *args, **kwargs)
 
+        # Read by the access-matrix test, which walks the route table: who may call what.
+        wrapper.required_roles = tuple(roles)  # type: ignore[attr-defined]
         return openapi.secured("token")(wrapper)
 
     return decorate
+
+
+def required_roles(handler: Any) -> tuple[Role, ...] | None:
+    """The roles an `@authenticated` handler admits (empty: any signed-in user); None: public."""
+    while handler is not None:
+        if hasattr(handler, "required_roles"):
+            roles: tuple[Role, ...] = handler.required_roles
+            return roles
+        handler = getattr(handler, "__wrapped__", None)
+    return None
 
 
 def current_session(request: Request) -> Session:

@@ -45,8 +45,12 @@ class BookingBody(QuoteBody):
                                           description="a saved card (pm_...); needed when payments are on")
 
 
-class ReasonBody(Body):
+class MoveBody(Body):
     reason: str = Field(default="", max_length=2000)
+    hours: Any = Field(default=None, description="complete only: the hours worked, a multiple of 0.25 "
+                                                  "(fewer than booked, or up to the extra-hours limit more)")
+    charge_late_fee: bool = Field(default=False, description="cancel by staff only: charge the client the "
+                                                             "late-cancellation fee")
 
 
 def _parse_start(raw: str) -> datetime:
@@ -65,10 +69,18 @@ def quote_json(quote: Quote) -> dict[str, Any]:
 
 
 def price_json(booking: Booking, party: Party) -> dict[str, Any]:
-    """The price lines; what the platform keeps and the cleaner takes home are not the client's."""
+    """The price lines (the final ones once completed, which may differ from the quote when the
+    cleaner completed with other hours); what the platform keeps and the cleaner takes home are
+    not the client's."""
     c = booking.currency
-    lines = {"hourly_rate": money(booking.hourly_rate_minor, c), "subtotal": money(booking.subtotal_minor, c),
-             "tax": money(booking.tax_minor, c), "total": money(booking.amount_minor, c)}
+    lines: dict[str, Any] = {
+        "hourly_rate": money(booking.hourly_rate_minor, c), "subtotal": money(booking.subtotal_minor, c),
+        "tax": money(booking.tax_minor, c), "total": money(booking.amount_minor, c),
+        "quoted": {"hours": str(booking.quoted_hours), "subtotal": money(booking.quoted_subtotal_minor, c),
+                   "tax": money(booking.quoted_tax_minor, c), "total": money(booking.quoted_amount_minor, c)},
+        "final": {"hours": str(booking.hours), "subtotal": money(booking.subtotal_minor, c),
+                  "tax": money(booking.tax_minor, c), "total": money(booking.amount_minor, c)}
+        if booking.completed_at is not None else None}
     if party != Party.CLIENT:
         lines["platform_fee"] = money(booking.platform_fee_minor, c)
         lines["cleaner_payout"] = money(booking.subtotal_minor - booking.platform_fee_minor, c)
@@ -92,7 +104,8 @@ def booking_json(booking: Booking, party: Party, timeline: list[BookingTransitio
                                                  if booking.lat is not None else None),
         "notes": booking.notes, "created_at": booking.created_at.isoformat(), **when,
         "payment": {"status": booking.payment_status, "captured": money(booking.captured_minor, c),
-                    "refunded": money(booking.refunded_minor, c)},
+                    "refunded": money(booking.refunded_minor, c), "held": money(booking.held_minor, c),
+                    "shortfall": money(booking.capture_shortfall_minor, c)},
     }
     if booking.state == "cancelled":
         body["cancellation"] = {"by": booking.cancelled_by, "reason": booking.cancel_reason,
@@ -156,28 +169,35 @@ async def read(request: Request, booking_id: str) -> HTTPResponse:
     return json({"booking": booking_json(booking, party, await bookings.transitions_of(booking))})
 
 
-Mover = Callable[[UUID, User, str, Settings], Awaitable[Booking]]
+Mover = Callable[[UUID, User, MoveBody, Settings], Awaitable[Booking]]
 MOVES: dict[str, Mover] = {
-    "accept": lambda i, u, r, s: bookings.accept_booking(i, actor=u, settings=s),
-    "decline": lambda i, u, r, s: bookings.decline_booking(i, actor=u, settings=s, reason=r),
-    "cancel": lambda i, u, r, s: bookings.cancel_booking(i, actor=u, settings=s, reason=r),
-    "on-the-way": lambda i, u, r, s: bookings.mark_on_the_way(i, actor=u, settings=s),
-    "start": lambda i, u, r, s: bookings.start_booking(i, actor=u, settings=s),
-    "complete": lambda i, u, r, s: bookings.complete_booking(i, actor=u, settings=s),
-    "dispute": lambda i, u, r, s: bookings.dispute_booking(i, actor=u, settings=s, reason=r),
+    "accept": lambda i, u, b, s: bookings.accept_booking(i, actor=u, settings=s),
+    "decline": lambda i, u, b, s: bookings.decline_booking(i, actor=u, settings=s, reason=b.reason),
+    "cancel": lambda i, u, b, s: bookings.cancel_booking(i, actor=u, settings=s, reason=b.reason,
+                                                         charge_late_fee=b.charge_late_fee),
+    "on-the-way": lambda i, u, b, s: bookings.mark_on_the_way(i, actor=u, settings=s),
+    "start": lambda i, u, b, s: bookings.start_booking(i, actor=u, settings=s),
+    "complete": lambda i, u, b, s: bookings.complete_booking(i, actor=u, settings=s, hours=b.hours),
+    "dispute": lambda i, u, b, s: bookings.dispute_booking(i, actor=u, settings=s, reason=b.reason),
 }
 
 
 @bp.post("/<booking_id:str>/<move:str>")
 @openapi.definition(summary="Move a booking on: accept, decline, cancel, on-the-way, start, complete, "
-                            "dispute (cancel and dispute need a reason)", body=openapi_body(ReasonBody),
+                            "dispute (cancel and dispute need a reason; complete may say the hours worked, "
+                            "422 over_extra_hours above the limit; staff may cancel with charge_late_fee)",
+                    body=openapi_body(MoveBody),
                     tag="bookings")
 @authenticated()
 async def move(request: Request, booking_id: str, move: str) -> HTTPResponse:
     if move not in MOVES:
         raise NotFound(f"bookings have no '{move}' action")
     user = current_session(request).user
-    reason = parse_body(request, ReasonBody).reason if request.body else ""
-    moved = await MOVES[move](parse_uuid(booking_id), user, reason, settings_of(request))
+    body = parse_body(request, MoveBody) if request.body else MoveBody()
+    if body.hours is not None and move != "complete":
+        raise Invalid("is sent only when completing", field="hours")
+    if body.charge_late_fee and move != "cancel":
+        raise Invalid("is sent only when cancelling", field="charge_late_fee")
+    moved = await MOVES[move](parse_uuid(booking_id), user, body, settings_of(request))
     _, party = await bookings.get_booking(actor=user, booking_id=moved.id)
     return json({"booking": booking_json(moved, party)})

@@ -1,5 +1,6 @@
 """/api/v1/conversations: a booking's chat over REST. Sends go through the ConversationShard
-that owns the conversation (which assigns the seq); reads come straight from PostgreSQL."""
+that owns the conversation (which assigns the seq); reads come straight from PostgreSQL. Images
+are uploaded first (storage/attachments.py), then sent by id with a message."""
 
 from __future__ import annotations
 
@@ -7,23 +8,29 @@ from uuid import UUID
 
 from pydantic import Field
 from sanic import Blueprint, Request
-from sanic.response import HTTPResponse, json
+from sanic.response import HTTPResponse, json, raw
+from sanic_ext import openapi
 
 from actors.conversations import ConversationRouter
 from core.channels import Viewer
 from core.chat import ChatError, check_page
 from core.errors import Invalid, NotFound
 from core.pagination import parse_limit
+from core.supply import EXTENSIONS
+from edge.accounts import settings_of
 from edge.auth import authenticated, current_session
+from edge.staff import parse_uuid
+from edge.supply import read_upload, store_of
 from edge.validation import Body, parse_body
-from storage import chat
+from storage import attachments, chat
 
 bp = Blueprint("chat", url_prefix="/api/v1/conversations")
 
 
 class SendBody(Body):
     client_msg_id: str = Field(max_length=64)
-    body: str = Field(max_length=20_000)
+    body: str = Field(default="", max_length=20_000)  # may be empty beside an attachment
+    attachment_id: str | None = Field(default=None, max_length=64)  # from POST .../attachments
 
 
 class ReadBody(Body):
@@ -85,9 +92,42 @@ async def list_messages(request: Request, raw_id: str) -> HTTPResponse:
 async def send_message(request: Request, raw_id: str) -> HTTPResponse:
     cid = conversation_id(raw_id)
     body = parse_body(request, SendBody)
+    attachment_id = (str(parse_uuid(body.attachment_id, field="attachment_id"))
+                     if body.attachment_id is not None else None)
     message, created = await router_of(request).send(
-        cid, sender_id=viewer_of(request).user_id, client_msg_id=body.client_msg_id, body=body.body)
+        cid, sender_id=viewer_of(request).user_id, client_msg_id=body.client_msg_id, body=body.body,
+        attachment_id=attachment_id)
     return json({"data": message}, status=201 if created else 200)
+
+
+@bp.post("/<raw_id>/attachments", stream=True)
+@openapi.definition(summary="Upload an image (multipart field 'file': JPEG, PNG or WebP) to send with a "
+                            "message as its attachment_id; the conversation's parties only", tag="chat")
+@authenticated()
+async def upload_attachment(request: Request, raw_id: str) -> HTTPResponse:
+    cid, viewer, settings = conversation_id(raw_id), viewer_of(request), settings_of(request)
+    await chat.conversation_for(viewer, cid)  # before reading the body
+    data = await read_upload(request, field="file", max_bytes=settings.chat_attachment_max_bytes)
+    row = await attachments.add_attachment(cid, viewer=viewer, data=data, settings=settings,
+                                           store=store_of(request))
+    return json({"id": str(row.id), "status": row.status}, status=201)
+
+
+@bp.get("/<raw_id>/attachments/<attachment_id>/file")
+@openapi.definition(summary="Download a processed chat image, or a WebP thumbnail with ?size= "
+                            "(parties and admins); 409 until processed", tag="chat")
+@authenticated()
+async def download_attachment(request: Request, raw_id: str, attachment_id: str) -> HTTPResponse:
+    try:
+        target = UUID(attachment_id)
+    except ValueError:
+        raise NotFound("no such attachment", code=ChatError.ATTACHMENT_NOT_FOUND) from None
+    row, content_type, data = await attachments.read_attachment_file(
+        conversation_id(raw_id), target, viewer=viewer_of(request), size=request.args.get("size"),
+        store=store_of(request))
+    return raw(data, content_type=content_type, headers={
+        "Content-Disposition": f'inline; filename="{row.id}{EXTENSIONS.get(content_type, "")}"',
+        "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"})
 
 
 @bp.post("/<raw_id>/read")

@@ -11,6 +11,7 @@ from sanic_ext import openapi
 
 from core.errors import Invalid
 from edge.auth import authenticated, current_session
+from edge.responses import Device, json_response, no_content
 from edge.validation import Body, openapi_body, parse_body
 from storage import devices
 
@@ -27,6 +28,7 @@ class DeviceBody(Body):
 @bp.post("/devices")
 @openapi.definition(summary="Register this app install for push notifications",
                     body=openapi_body(DeviceBody), tag="notifications")
+@openapi.response(201, json_response(Device), "registered")
 @authenticated()
 async def add_device(request: Request) -> HTTPResponse:
     body = parse_body(request, DeviceBody)
@@ -38,6 +40,7 @@ async def add_device(request: Request) -> HTTPResponse:
 
 @bp.delete("/devices/<token:str>")
 @openapi.definition(summary="Stop push notifications to this app install", tag="notifications")
+@no_content("removed")
 @authenticated()
 async def delete_device(request: Request, token: str) -> HTTPResponse:
     await devices.remove_device(actor=current_session(request).user, token=token)

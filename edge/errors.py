@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from sanic import Request
-from sanic.exceptions import SanicException
+from sanic.exceptions import MethodNotAllowed, NotFound, SanicException
 from sanic.response import HTTPResponse, json
 
 from core.errors import (
@@ -19,6 +19,7 @@ from core.errors import (
     problem_body,
     problem_of,
 )
+from edge.observability import request_id_var
 
 log = logging.getLogger("spotless.edge")
 
@@ -29,12 +30,31 @@ _SANIC_CODES = {
     404: ("not_found", "Not found"),
     405: ("method_not_allowed", "Method not allowed"),
     408: ("request_timeout", "Request timeout"),
+    411: ("length_required", "Length required"),
     413: ("payload_too_large", "Request body too large"),
     415: ("unsupported_media_type", "Unsupported media type"),
     416: ("range_not_satisfiable", "Range not satisfiable"),
     417: ("expectation_failed", "Expectation failed"),
+    426: ("upgrade_required", "Upgrade required"),
+    431: ("headers_too_large", "Request headers too large"),
     503: ("unavailable", "Service unavailable"),
 }
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """The methods the requested path answers, for a 405's Allow header (RFC 9110). Sanic's
+    router names them for static paths only, so dynamic ones are asked method by method."""
+    allowed = []
+    for method in _METHODS:
+        try:
+            request.app.router.get(request.path, method, request.headers.get("host"))
+        except (MethodNotAllowed, NotFound):
+            continue
+        allowed.append(method)
+    return ", ".join(allowed)
 
 
 def problem(
@@ -53,6 +73,7 @@ def problem(
 
 
 async def handle_exception(request: Request, exc: Exception) -> HTTPResponse:
+    request_id_var.set(str(request.id))  # routing errors arrive before the request middleware
     if isinstance(exc, SpotlessError):
         body, headers = problem_of(exc)
         if isinstance(exc, Unauthenticated):
@@ -63,6 +84,8 @@ async def handle_exception(request: Request, exc: Exception) -> HTTPResponse:
         code, title = _SANIC_CODES.get(exc.status_code, ("bad_request", "Bad request"))
         detail = str(exc) or title
         headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405 and not any(k.lower() == "allow" for k in headers):
+            headers["Allow"] = _allowed_methods(request)
         return problem(exc.status_code, code, title, detail, request=request, headers=headers)
     log.exception("unhandled error", extra={"request_id": str(request.id), "path": request.path})
     return problem(500, "internal_error", "Internal server error",

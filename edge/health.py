@@ -11,6 +11,7 @@ from sanic_ext import openapi
 from actors import runtime
 from core.errors import PROBLEM_CONTENT_TYPE, problem_body
 from edge.observability import render_metrics
+from edge.responses import Readiness, Status, json_response
 from storage.db import ping_database
 
 bp = Blueprint("health")
@@ -18,6 +19,7 @@ bp = Blueprint("health")
 
 @bp.get("/healthz")
 @openapi.definition(summary="The process is up", tag="operations")
+@openapi.response(200, json_response(Status), "up")
 async def healthz(request: Request) -> HTTPResponse:
     return json({"status": "ok"})
 
@@ -33,6 +35,7 @@ async def _check(coro: object, timeout_s: float = 2.0) -> str | None:
 @bp.get("/readyz")
 @openapi.definition(summary="Database, NATS and Ray are reachable (503 names what is not)",
                     tag="operations")
+@openapi.response(200, json_response(Readiness), "ready")
 async def readyz(request: Request) -> HTTPResponse:
     bus = request.app.ctx.bus
     db_error, ray_error = await asyncio.gather(_check(ping_database()), _check(runtime.ping()))

@@ -1,15 +1,20 @@
-"""Payments over REST: saving a card, a cleaner's payout onboarding, and Stripe's webhooks.
-Thin handlers: parse, authorise, call storage.payments."""
+"""Payments over REST: saving a card, a cleaner's payout onboarding, staff refunds and Stripe's
+webhooks. Thin handlers: parse, authorise, call storage.payments."""
 
 from __future__ import annotations
 
+from pydantic import Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
 from core.accounts import Role
+from core.bookings import Party
 from edge.accounts import settings_of
 from edge.auth import authenticated, current_session
+from edge.bookings import booking_json
+from edge.staff import parse_uuid
+from edge.validation import Body, openapi_body, parse_body
 from storage import payments
 
 bp = Blueprint("payments", url_prefix="/api/v1")
@@ -29,6 +34,24 @@ async def setup_intent(request: Request) -> HTTPResponse:
 async def payout_onboarding(request: Request) -> HTTPResponse:
     link = await payments.start_onboarding(actor=current_session(request).user, settings=settings_of(request))
     return json({"onboarding": link})
+
+
+class RefundBody(Body):
+    amount_minor: int | None = Field(default=None, ge=1, le=100_000_000,
+                                     description="minor units; absent: all that is left to refund")
+    reason: str = Field(max_length=500)
+
+
+@bp.post("/admin/bookings/<booking_id:str>/refund")
+@openapi.definition(summary="Staff refund part or all of what a booking captured; 409 when nothing was, "
+                            "422 above what is left", body=openapi_body(RefundBody), tag="admin")
+@authenticated(Role.ADMIN)
+async def refund(request: Request, booking_id: str) -> HTTPResponse:
+    body = parse_body(request, RefundBody)
+    booking = await payments.refund_booking(parse_uuid(booking_id), actor=current_session(request).user,
+                                            amount_minor=body.amount_minor, reason=body.reason,
+                                            settings=settings_of(request))
+    return json({"booking": booking_json(booking, Party.ADMIN)})
 
 
 @bp.post("/webhooks/stripe")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from pydantic import Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
 from core.accounts import Role
+from core.errors import Unavailable
 from core.settings import Settings
 from edge.auth import authenticated, current_session
 from edge.validation import Body, openapi_body, parse_body
@@ -19,6 +22,7 @@ class HeartbeatBody(Body):
 
 
 bp = Blueprint("presence", url_prefix="/api/v1")
+log = logging.getLogger("spotless.edge.presence")
 
 
 @bp.post("/cleaner/presence")
@@ -28,5 +32,9 @@ bp = Blueprint("presence", url_prefix="/api/v1")
 async def heartbeat(request: Request) -> HTTPResponse:
     settings: Settings = request.app.ctx.settings
     body = parse_body(request, HeartbeatBody)
-    await request.app.ctx.presence.heartbeat(str(current_session(request).user.id), body.lat, body.lng)
+    try:
+        await request.app.ctx.presence.heartbeat(str(current_session(request).user.id), body.lat, body.lng)
+    except Exception as exc:  # Ray raises several types when a shard cannot answer
+        log.exception("presence shard call failed")
+        raise Unavailable(dependency="presence") from exc
     return json({"online": True, "timeout_s": settings.presence_timeout_s})

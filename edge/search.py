@@ -25,6 +25,7 @@ from core.pagination import decode_cursor, encode_cursor, parse_limit
 from core.search import RankKey, page_after, parse_hours, window_price_minor
 from core.settings import Settings
 from edge.auth import authenticated
+from edge.supply import photo_urls
 from storage.search import load_candidates
 
 bp = Blueprint("search", url_prefix="/api/v1")
@@ -97,6 +98,6 @@ async def search_cleaners(request: Request) -> HTTPResponse:
             "cleaner_id": c.cleaner_id, "name": c.name, "rating_avg": str(c.rating_avg),
             "rating_count": c.rating_count, "distance_m": round(distance[c.cleaner_id]),
             "hourly_rate_minor": c.hourly_rate_minor, "currency": c.currency,
-            "price": price, "online": online[c.cleaner_id],
+            "price": price, "online": online[c.cleaner_id], "photo": photo_urls(c.cleaner_id, **c.photo),
         })
     return json({"data": items, "next_cursor": encode_cursor(resume.to_cursor()) if resume else None})

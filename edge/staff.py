@@ -12,6 +12,7 @@ from sanic_ext import openapi
 from core.accounts import Role
 from core.errors import Invalid
 from edge.auth import authenticated, current_session
+from edge.responses import UserOnly, json_response
 from edge.validation import Body, openapi_body, parse_body
 from storage import accounts
 
@@ -32,6 +33,7 @@ def parse_uuid(raw: str, *, field: str = "id") -> UUID:
 @bp.post("/users/<user_id:str>/suspend")
 @openapi.definition(summary="Suspend an account; its tokens stop working at once",
                     body=openapi_body(SuspendBody), tag="admin")
+@openapi.response(200, json_response(UserOnly), "the suspended user")
 @authenticated(Role.ADMIN)
 async def suspend(request: Request, user_id: str) -> HTTPResponse:
     body = parse_body(request, SuspendBody) if request.body else SuspendBody()
@@ -42,6 +44,7 @@ async def suspend(request: Request, user_id: str) -> HTTPResponse:
 
 @bp.post("/users/<user_id:str>/reinstate")
 @openapi.definition(summary="Reinstate a suspended account", tag="admin")
+@openapi.response(200, json_response(UserOnly), "the reinstated user")
 @authenticated(Role.ADMIN)
 async def reinstate(request: Request, user_id: str) -> HTTPResponse:
     user = await accounts.set_suspended(user_id=parse_uuid(user_id), suspended=False,

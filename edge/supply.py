@@ -3,7 +3,7 @@ availability, and the staff review queue. Thin handlers: parse, authorise, call 
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import Field
@@ -19,6 +19,7 @@ from core.pagination import parse_limit
 from core.supply import EXTENSIONS, OfferedService, UnsupportedUpload, UploadTooLarge
 from edge.accounts import settings_of
 from edge.auth import authenticated, current_session
+from edge.responses import Catalogue, json_response
 from edge.staff import parse_uuid
 from edge.validation import Body, openapi_body, parse_body
 from storage import supply
@@ -99,10 +100,36 @@ def document_json(document: VerificationDocument) -> dict[str, Any]:
             "reviewed_at": document.reviewed_at.isoformat() if document.reviewed_at else None}
 
 
+def public_photo_json(profile: CleanerProfile) -> dict[str, Any] | None:
+    """A cleaner's photo URLs as anyone sees them (the files are served once verified)."""
+    return photo_urls(str(profile.user_id), path=profile.photo_path, processed_at=profile.photo_processed_at,
+                      width=profile.photo_width, height=profile.photo_height,
+                      thumbnails=profile.photo_thumbnails)
+
+
+def photo_urls(cleaner_id: str, *, path: str | None, processed_at: datetime | None, width: int | None,
+               height: int | None, thumbnails: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The photo block of a cleaner's public JSON (profile and search results), None without one."""
+    if path is None:
+        return None
+    base = f"/api/v1/cleaners/{cleaner_id}/photo"
+    # v changes with each new photo, so caches never show a replaced one under the same URL
+    version = int(processed_at.timestamp() * 1000) if processed_at else 0
+    return {"url": f"{base}?v={version}", "width": width, "height": height,
+            "thumbnails": {size: f"{base}?size={size}&v={version}" for size in sorted(thumbnails or {}, key=int)}}
+
+
+def own_photo_json(profile: CleanerProfile) -> dict[str, Any]:
+    """The cleaner's own view: the latest upload's way through the images job, and what is shown."""
+    return {"status": profile.photo_status, "refused_reason": profile.photo_refused_reason,
+            "processed_at": profile.photo_processed_at.isoformat() if profile.photo_processed_at else None,
+            "shown": public_photo_json(profile)}
+
+
 def profile_json(view: supply.Profile) -> dict[str, Any]:
     profile = view.profile
     return {
-        "id": str(view.user.id), "name": view.user.name, "bio": profile.bio, "photo_path": profile.photo_path,
+        "id": str(view.user.id), "name": view.user.name, "bio": profile.bio, "photo": own_photo_json(profile),
         "time_zone": profile.time_zone, "travel_buffer_minutes": profile.travel_buffer_minutes,
         "services": [{"service_id": s.id, "name": s.name, "hourly_rate": money(rate, profile.currency)}
                      for s, rate in view.services],
@@ -153,10 +180,23 @@ async def read_upload(request: Request, *, field: str, max_bytes: int) -> bytes:
 
 @catalogue.get("/services")
 @openapi.definition(summary="The active services clients can book, in display order", tag="supply")
+@openapi.response(200, json_response(Catalogue), "the catalogue")
 async def list_services(request: Request) -> HTTPResponse:
     services = await supply.list_services()
-    return json({"services": [service_json(s) for s in services]},
+    # The catalogue is a short, curated list: one page, in the envelope every list answers with.
+    return json({"data": [service_json(s) for s in services], "next_cursor": None},
                 headers={"Cache-Control": "public, max-age=300"})
+
+
+@catalogue.get("/cleaners/<cleaner_id:str>/photo")
+@openapi.definition(summary="A verified cleaner's profile photo, or a WebP thumbnail with ?size= "
+                            "(EXIF-free; 404 until processed)", tag="supply")
+async def cleaner_photo(request: Request, cleaner_id: str) -> HTTPResponse:
+    profile, content_type, data = await supply.read_public_photo(
+        parse_uuid(cleaner_id, field="cleaner_id"), size=request.args.get("size"), store=store_of(request))
+    return raw(data, content_type=content_type, headers={
+        "Content-Disposition": f'inline; filename="{profile.user_id}{EXTENSIONS.get(content_type, "")}"',
+        "X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=300"})
 
 
 # --- the cleaner's own profile, verification and availability ---

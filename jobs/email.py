@@ -1,9 +1,12 @@
 """E-mail jobs: render an event's message from its Jinja2 template, then send it.
 
-Each e-mail is one template in jobs/templates/email/ (blocks `subject`, `text`, `html`) and one
-entry in `TEMPLATES`. Sending goes over SMTP (aiosmtplib) when `smtp_url` is set; otherwise the
-message is written as an .eml file to the dev mailbox, `settings.mail_path`. The Message-ID is
-derived from the event id, so a message sent twice is recognisably the same one.
+Each e-mail is one template in jobs/templates/email/ (blocks `subject`, `text`, `html`). Account
+e-mails carry their address in the payload and are one entry in `TEMPLATES`; booking e-mails
+(jobs/booking_emails.py) look their recipients up and may go to both parties, each recipient
+sent once (an idempotency key per event and recipient). Sending goes over SMTP (aiosmtplib)
+when `smtp_url` is set; otherwise the message is written as an .eml file to the dev mailbox,
+`settings.mail_path`. The Message-ID is derived from the event id (and the recipient's part),
+so a message sent twice is recognisably the same one.
 """
 
 from __future__ import annotations
@@ -21,7 +24,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from core.events import EventType
 from core.settings import Settings
+from jobs import booking_emails
+from jobs.booking_emails import Attachment
 from jobs.worker import Job, Poison, WorkerKind
+from storage import jobs as job_store
+from storage.files import FileStore, file_store
 
 log = logging.getLogger("spotless.jobs.email")
 
@@ -44,21 +51,31 @@ def _block(env: Environment, name: str, block: str, context: dict[str, Any]) -> 
     return "".join(template.blocks[block](template.new_context(context))).strip()
 
 
+def render(name: str, context: dict[str, Any], settings: Settings, *, to: str, message_id: str,
+           attachments: tuple[Attachment, ...] = ()) -> EmailMessage:
+    """The message (text and HTML alternatives, then any attachments) of template `name`."""
+    context = {"name": "", **context, "base_url": settings.public_url.rstrip("/")}
+    message = EmailMessage()
+    message["From"] = settings.mail_from
+    message["To"] = to
+    message["Subject"] = " ".join(_block(_text, name, "subject", context).split())
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = f"<{message_id}@spotless.local>"
+    message.set_content(_block(_text, name, "text", context) + "\n")
+    message.add_alternative(_html.get_template(name).render(context), subtype="html")
+    for attachment in attachments:
+        maintype, subtype = attachment.content_type.split("/", 1)
+        message.add_attachment(attachment.data, maintype=maintype, subtype=subtype,
+                               filename=attachment.filename)
+    return message
+
+
 def compose(event_type: str, payload: dict[str, Any], settings: Settings, *, event_id: UUID) -> EmailMessage:
-    """The message (text and HTML alternatives) for one e-mail event."""
+    """The message for one account e-mail event (its payload names the address)."""
     name = TEMPLATES.get(event_type)
     if name is None:
         raise Poison(f"no e-mail template for event {event_type}")
-    context = {"name": "", **payload, "base_url": settings.public_url.rstrip("/")}
-    message = EmailMessage()
-    message["From"] = settings.mail_from
-    message["To"] = payload["email"]
-    message["Subject"] = " ".join(_block(_text, name, "subject", context).split())
-    message["Date"] = formatdate(localtime=False)
-    message["Message-ID"] = f"<{event_id}@spotless.local>"
-    message.set_content(_block(_text, name, "text", context) + "\n")
-    message.add_alternative(_html.get_template(name).render(context), subtype="html")
-    return message
+    return render(name, payload, settings, to=payload["email"], message_id=str(event_id))
 
 
 def write_to_mailbox(message: EmailMessage, mail_dir: Path, *, name: str) -> Path:
@@ -92,17 +109,49 @@ async def send_smtp(message: EmailMessage, settings: Settings) -> None:
         raise
 
 
-async def send_email(job: Job, settings: Settings) -> None:
-    """The handler: compose and deliver one e-mail event."""
-    message = compose(job.type, job.payload, settings, event_id=job.event_id)
+async def deliver(message: EmailMessage, settings: Settings, *, name: str) -> None:
+    """Over SMTP when it is configured, else into the dev mailbox as `<name>.eml`."""
     if settings.smtp_url:
         await send_smtp(message, settings)
     else:
-        write_to_mailbox(message, settings.mail_path, name=str(job.event_id))
+        write_to_mailbox(message, settings.mail_path, name=name)
+
+
+async def send_email(job: Job, settings: Settings) -> None:
+    """The handler of an account e-mail: compose and deliver it."""
+    message = compose(job.type, job.payload, settings, event_id=job.event_id)
+    await deliver(message, settings, name=str(job.event_id))
+
+
+async def send_booking_emails(job: Job, settings: Settings, store: FileStore) -> None:
+    """The handler of a booking e-mail: one message per recipient, each sent once; a recipient
+    the server refuses for good does not keep the message from the other."""
+    refused: list[Poison] = []
+    for mail in await booking_emails.mails_for(job.type, job.payload, settings=settings, store=store):
+        consumer = f"email:{mail.part}"
+        if await job_store.already_processed(consumer, job.event_id):
+            continue  # sent on an earlier delivery that failed for another recipient
+        name = f"{job.event_id}-{mail.part}"
+        message = render(mail.template, mail.context, settings, to=mail.to, message_id=name,
+                         attachments=mail.attachments)
+        try:
+            await deliver(message, settings, name=name)
+        except Poison as exc:
+            refused.append(exc)
+            continue
+        await job_store.mark_processed(consumer, job.event_id)
+    if refused:
+        raise refused[0]
 
 
 def email_worker(settings: Settings) -> WorkerKind:
+    store = file_store(settings)
+
     async def handle(job: Job) -> None:
         await send_email(job, settings)
 
-    return WorkerKind("email", {event_type: handle for event_type in TEMPLATES})
+    async def handle_booking(job: Job) -> None:
+        await send_booking_emails(job, settings, store)
+
+    return WorkerKind("email", {**{event_type: handle for event_type in TEMPLATES},
+                                **{event_type: handle_booking for event_type in booking_emails.TEMPLATES}})

@@ -18,6 +18,7 @@ from nats.aio.client import Client
 from core.settings import Settings
 from jobs.email import email_worker
 from jobs.images import images_worker
+from jobs.invoices import invoices_worker
 from jobs.push import push_worker
 from jobs.realtime import realtime_worker
 from jobs.relay import run_relay
@@ -32,6 +33,7 @@ WORKER_KINDS: dict[str, Callable[[Settings], WorkerKind]] = {
     "email": email_worker,
     "push": push_worker,
     "images": images_worker,
+    "invoices": invoices_worker,
     "realtime": realtime_worker,
 }
 KINDS = (*WORKER_KINDS, "relay")

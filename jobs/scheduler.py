@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from core.clock import utcnow
 from core.settings import Settings
-from storage import bookings, ratelimit
+from storage import bookings, payments, ratelimit
 from storage import jobs as job_store
 
 log = logging.getLogger("spotless.jobs.scheduler")
@@ -41,6 +41,8 @@ def tasks(settings: Settings) -> list[PeriodicTask]:
         PeriodicTask("expire_unanswered_bookings", 60.0,
                      lambda: bookings.expire_unanswered(settings=settings)),
         PeriodicTask("queue_booking_reminders", 60.0, lambda: bookings.reminders_due(settings=settings)),
+        PeriodicTask("retry_failed_settlements", 30.0,
+                     lambda: payments.retry_failed_settlements(settings=settings)),
     ]
 
 

@@ -165,6 +165,8 @@ async def resolve_token(raw: str) -> Session:
 
 
 async def revoke_token(*, actor: User, token_id: int) -> None:
+    if not 0 < token_id < 2**63:  # outside a bigint it names no token, and PostgreSQL would refuse it
+        raise NotFound("no such token")
     deleted = await PersonalAccessToken.filter(id=token_id, user_id=actor.id).delete()
     if not deleted:
         raise NotFound("no such token")

@@ -32,6 +32,7 @@ from core.bookings import (
     Party,
     Quote,
     cancellation_outcome,
+    check_final_hours,
     check_notes,
     check_place,
     check_reason,
@@ -48,7 +49,7 @@ from core.ids import new_id
 from core.pagination import decode_cursor, encode_cursor
 from core.payments import PaymentStatus
 from core.settings import Settings
-from storage import audit, outbox, payments
+from storage import audit, evidence, outbox, payments
 from storage.availability import load_calendars
 from storage.models import (
     Booking,
@@ -151,7 +152,8 @@ async def _record(tx: BaseDBAsyncClient, booking: Booking, *, action: Action | N
                                    actor_id=actor_id, reason=reason or None, using_db=tx)
     await audit.record(actor_id=actor_id, action=f"booking.{action or 'requested'}", entity_type="booking",
                        entity_id=booking.id, before={"state": before} if before else None,
-                       after={"state": booking.state, "by": str(party), **({"reason": reason} if reason else {})},
+                       after={"state": booking.state, "by": str(party), **({"reason": reason} if reason else {}),
+                              **{k: v for k, v in extra.items() if v is not None}},
                        using=tx)
     await outbox.enqueue(EVENT_OF[action], _event_payload(booking, party, reason=reason or None, **extra), using=tx)
 
@@ -187,7 +189,9 @@ async def create_booking(*, actor: User, request: BookingRequest, settings: Sett
                 state=BookingState.REQUESTED, starts_at=start, ends_at=end, hours=quote.hours,
                 hourly_rate_minor=rate, subtotal_minor=quote.subtotal_minor,
                 platform_fee_minor=quote.platform_fee_minor, tax_minor=quote.tax_minor,
-                amount_minor=quote.amount_minor, currency=quote.currency,
+                amount_minor=quote.amount_minor, currency=quote.currency, quoted_hours=quote.hours,
+                quoted_subtotal_minor=quote.subtotal_minor, quoted_tax_minor=quote.tax_minor,
+                quoted_amount_minor=quote.amount_minor, held_minor=quote.amount_minor if intent_id else 0,
                 travel_buffer_minutes=profile.travel_buffer_minutes, address=place.address, lat=place.lat,
                 lng=place.lng, notes=notes, payment_intent_id=intent_id,
                 payment_status=PaymentStatus.AUTHORIZED if intent_id else PaymentStatus.NONE, using_db=tx)
@@ -278,7 +282,12 @@ async def _move(booking_id: UUID, action: Action, *, actor: User | None, setting
                   **(change(booking, party, now) if change else {})}
         booking.update_from_dict(fields)
         await booking.save(update_fields=[*fields, "updated_at"], using_db=tx)
-        extra = {"cancellation_fee_minor": booking.cancellation_fee_minor} if action == Action.CANCEL else {}
+        extra: dict[str, Any] = {}
+        if action == Action.CANCEL:
+            extra = {"cancellation_fee_minor": booking.cancellation_fee_minor}
+        elif action == Action.COMPLETE:  # the client learns the final price here, and may dispute it
+            extra = {"hours": str(booking.hours), "amount_minor": booking.amount_minor,
+                     "quoted_hours": str(booking.quoted_hours), "quoted_amount_minor": booking.quoted_amount_minor}
         await _record(tx, booking, action=action, before=before, party=party,
                       actor_id=actor.id if actor else None, reason=reason, **extra)
     return await payments.settle(booking, settings=settings)
@@ -298,15 +307,17 @@ async def decline_booking(booking_id: UUID, *, actor: User, settings: Settings, 
                        change=lambda b, p, now: {"decline_reason": kept})
 
 
-async def cancel_booking(booking_id: UUID, *, actor: User, reason: str, settings: Settings) -> Booking:
-    """Either party (or staff) calls it off before the work starts; late costs (core.bookings)."""
+async def cancel_booking(booking_id: UUID, *, actor: User, reason: str, settings: Settings,
+                         charge_late_fee: bool = False) -> Booking:
+    """Either party (or staff) calls it off before the work starts; late costs (core.bookings).
+    Staff may `charge_late_fee`: the client then pays what a late cancellation of theirs would."""
     kept = check_reason(reason, required=True)
 
     def change(booking: Booking, party: Party, now: datetime) -> dict[str, Any]:
         outcome = cancellation_outcome(
             party=party, state=booking.state, starts_at=booking.starts_at, now=now,
             amount_minor=booking.amount_minor, free_before=timedelta(seconds=settings.booking_free_cancellation_s),
-            late_fee_bp=settings.booking_late_cancellation_fee_bp)
+            late_fee_bp=settings.booking_late_cancellation_fee_bp, charge_late_fee=charge_late_fee)
         return {"cancelled_by": str(party), "cancel_reason": kept, "cancellation_fee_minor": outcome.fee_minor,
                 "late_cancellation": outcome.late, "counts_against_cleaner": outcome.counts_against_cleaner}
 
@@ -321,8 +332,35 @@ async def start_booking(booking_id: UUID, *, actor: User, settings: Settings) ->
     return await _move(booking_id, Action.START, actor=actor, settings=settings)
 
 
-async def complete_booking(booking_id: UUID, *, actor: User, settings: Settings) -> Booking:
-    return await _move(booking_id, Action.COMPLETE, actor=actor, settings=settings)
+async def complete_booking(booking_id: UUID, *, actor: User, settings: Settings, hours: object = None) -> Booking:
+    """The cleaner finishes; a service that asks for photo evidence needs one (storage.evidence).
+
+    With `hours` (the time actually worked: fewer than booked, or at most
+    `booking_max_extra_hours` more) the booking is re-quoted at its booked rate, and the new
+    total is what payments.settle captures; the quote stays in the `quoted_*` columns."""
+    final: list[Quote] = []
+
+    async def guard(booking: Booking) -> None:
+        await evidence.require_evidence(booking)
+        if hours is None:
+            return
+        worked = check_final_hours(hours, quoted_hours=booking.quoted_hours,
+                                   max_extra_hours=settings.booking_max_extra_hours)
+        kind = await ServiceType.get(id=booking.service_id)
+        quote = quote_price(hourly_rate_minor=booking.hourly_rate_minor, hours=worked,
+                            min_duration_minutes=kind.min_duration_minutes, take_rate_bp=settings.booking_take_rate_bp,
+                            tax_rate_bp=settings.booking_tax_rate_bp, currency=booking.currency)
+        final.append(quote)
+
+    def change(booking: Booking, party: Party, now: datetime) -> dict[str, Any]:
+        if not final or final[0].hours == booking.hours:
+            return {}
+        quote = final[0]
+        return {"hours": quote.hours, "subtotal_minor": quote.subtotal_minor,
+                "platform_fee_minor": quote.platform_fee_minor, "tax_minor": quote.tax_minor,
+                "amount_minor": quote.amount_minor}
+
+    return await _move(booking_id, Action.COMPLETE, actor=actor, settings=settings, guard=guard, change=change)
 
 
 async def dispute_booking(booking_id: UUID, *, actor: User, reason: str, settings: Settings) -> Booking:
@@ -351,17 +389,31 @@ async def expire_unanswered(*, settings: Settings, now: datetime | None = None) 
 
 
 async def reminders_due(*, settings: Settings, now: datetime | None = None) -> list[UUID]:
-    """Queue one reminder for each accepted booking starting within `booking_reminder_lead_s`."""
+    """Queue the reminders of accepted bookings: `booking_reminder_lead_s` and
+    `booking_final_reminder_lead_s` before the start, each once per booking (a unique
+    `booking_reminders` row per booking and lead). A booking already inside the nearer window
+    gets only the nearer reminder; one cancelled in the meantime is no longer accepted."""
     now = now or utcnow()
+    leads = sorted({settings.booking_reminder_lead_s, settings.booking_final_reminder_lead_s} - {0})
     sent: list[UUID] = []
     async with in_transaction() as tx:
-        due = await Booking.filter(
-            state=BookingState.ACCEPTED, reminder_sent_at=None, starts_at__gt=now,
-            starts_at__lte=now + timedelta(seconds=settings.booking_reminder_lead_s),
-        ).using_db(tx).select_for_update(skip_locked=True).order_by("starts_at")
-        for booking in due:
-            booking.reminder_sent_at = now
-            await booking.save(update_fields=["reminder_sent_at"], using_db=tx)
-            await outbox.enqueue(EventType.BOOKING_REMINDER_DUE, _event_payload(booking, Party.SYSTEM), using=tx)
-            sent.append(booking.id)
+        for lead_s in leads:  # nearest first, so a booking inside both windows takes the nearer one
+            rows = await tx.execute_query_dict(
+                """SELECT b.id FROM bookings b
+                   WHERE b.state = $1 AND b.starts_at > $2 AND b.starts_at <= $3
+                     AND NOT EXISTS (SELECT 1 FROM booking_reminders r
+                                     WHERE r.booking_id = b.id AND r.lead_s <= $4)
+                   ORDER BY b.starts_at FOR UPDATE OF b SKIP LOCKED""",
+                [str(BookingState.ACCEPTED), now, now + timedelta(seconds=lead_s), lead_s])
+            for booking in await Booking.filter(id__in=[r["id"] for r in rows]).using_db(tx).order_by("starts_at"):
+                if not await tx.execute_query_dict(
+                        """INSERT INTO booking_reminders (booking_id, lead_s, queued_at) VALUES ($1, $2, $3)
+                           ON CONFLICT (booking_id, lead_s) DO NOTHING RETURNING id""",
+                        [booking.id, lead_s, now]):
+                    continue  # queued by a concurrent run
+                booking.reminder_sent_at = now
+                await booking.save(update_fields=["reminder_sent_at"], using_db=tx)
+                await outbox.enqueue(EventType.BOOKING_REMINDER_DUE,
+                                     _event_payload(booking, Party.SYSTEM, reminder_lead_s=lead_s), using=tx)
+                sent.append(booking.id)
     return sent

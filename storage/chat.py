@@ -2,11 +2,13 @@
 
 Writes come from the ConversationShard that owns the conversation (the serialiser of its seqs);
 reads come from the edge. Who takes part is decided by core.chat / core.channels from the
-booking's parties, which `load_booking_parties` loads. Nothing here publishes to NATS.
+booking's parties, which `load_booking_parties` loads. Nothing here publishes to NATS. A message
+read from here carries its attachment's current state (storage/attachments.py uploads them).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,11 +21,16 @@ from core.channels import BookingParties, Viewer, conversation_channel
 from core.chat import check_participant
 from core.errors import Invalid
 from core.events import EventType, PushCategory
+from core.ids import new_id
 from core.pagination import decode_cursor, encode_cursor
-from storage import outbox
+from storage.models import OutboxEvent
 
-_MESSAGE_COLUMNS = ("id, conversation_id::text AS conversation_id, seq, sender_id::text AS sender_id, "
-                    "client_msg_id, body, created_at")
+_MESSAGE_COLUMNS = ("m.id, m.conversation_id::text AS conversation_id, m.seq, m.sender_id::text AS sender_id, "
+                    "m.client_msg_id, m.body, m.created_at, m.attachment_id::text AS attachment_id, "
+                    "a.status AS attachment_status, a.content_type AS attachment_content_type, "
+                    "a.width AS attachment_width, a.height AS attachment_height, "
+                    "a.thumbnails AS attachment_thumbnails")
+_MESSAGES = "chat_messages m LEFT JOIN chat_attachments a ON a.id = m.attachment_id"
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,7 @@ class Draft:
     sender_id: str
     client_msg_id: str
     body: str
+    attachment_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,11 +60,30 @@ def _uuid_or_none(raw: str) -> str | None:
         return None
 
 
+def attachment_json(conversation_id: str, attachment_id: str, *, status: str, content_type: str,
+                    width: int | None, height: int | None, thumbnails: Any) -> dict[str, Any]:
+    """An attachment as the apps show it: file URLs once the images job has made safe copies."""
+    if isinstance(thumbnails, str):
+        thumbnails = json.loads(thumbnails)
+    base = f"/api/v1/conversations/{conversation_id}/attachments/{attachment_id}/file"
+    ready = status == "ready"
+    return {"id": attachment_id, "status": status, "content_type": content_type, "width": width,
+            "height": height, "url": base if ready else None,
+            "thumbnails": {size: f"{base}?size={size}" for size in sorted(thumbnails or {}, key=int)}
+            if ready else {}}
+
+
 def message_dict(row: Any) -> dict[str, Any]:
+    attachment = None
+    if row["attachment_id"] is not None:
+        attachment = attachment_json(
+            row["conversation_id"], row["attachment_id"], status=row["attachment_status"],
+            content_type=row["attachment_content_type"], width=row["attachment_width"],
+            height=row["attachment_height"], thumbnails=row["attachment_thumbnails"])
     return {
         "id": row["id"], "conversation_id": row["conversation_id"], "seq": row["seq"],
         "sender_id": row["sender_id"], "client_msg_id": row["client_msg_id"], "body": row["body"],
-        "created_at": row["created_at"].isoformat(),
+        "attachment": attachment, "created_at": row["created_at"].isoformat(),
     }
 
 
@@ -95,8 +122,8 @@ async def open_conversation(conversation_id: str, *, recent: int) -> Conversatio
         "SELECT user_id::text AS user_id, seq FROM chat_read_cursors WHERE conversation_id = $1",
         conversation_id)
     rows = await _query(
-        f"SELECT {_MESSAGE_COLUMNS} FROM chat_messages WHERE conversation_id = $1 "
-        "ORDER BY seq DESC LIMIT $2", conversation_id, recent)
+        f"SELECT {_MESSAGE_COLUMNS} FROM {_MESSAGES} WHERE m.conversation_id = $1 "
+        "ORDER BY m.seq DESC LIMIT $2", conversation_id, recent)
     return ConversationSnapshot(conversation_id, parties, int(last[0]["last_seq"]),
                                 {r["user_id"]: int(r["seq"]) for r in cursors},
                                 [message_dict(r) for r in reversed(rows)])
@@ -107,7 +134,7 @@ async def find_sent(conversation_id: str, keys: list[tuple[str, str]]) -> dict[t
     if not keys:
         return {}
     rows = await _query(
-        f"SELECT {_MESSAGE_COLUMNS} FROM chat_messages m JOIN unnest($2::text[], $3::text[]) "
+        f"SELECT {_MESSAGE_COLUMNS} FROM {_MESSAGES} JOIN unnest($2::text[], $3::text[]) "
         "AS k(sender, cmid) ON m.sender_id = k.sender::uuid AND m.client_msg_id = k.cmid "
         "WHERE m.conversation_id = $1",
         conversation_id, [k[0] for k in keys], [k[1] for k in keys])
@@ -116,26 +143,67 @@ async def find_sent(conversation_id: str, keys: list[tuple[str, str]]) -> dict[t
 
 async def append_messages(conversation_id: str, drafts: list[Draft], *,
                           parties: BookingParties) -> list[dict[str, Any]]:
-    """Write messages and advance the conversation's last seq in one transaction, with a push
-    notification for the other party in the outbox. Raises IntegrityError on a seq clash."""
+    """Write one conversation's messages; see append_batch."""
+    return (await append_batch([(conversation_id, drafts, parties)]))[0]
+
+
+async def append_batch(
+    batch: list[tuple[str, list[Draft], BookingParties]],
+) -> list[list[dict[str, Any]]]:
+    """Write the messages of many conversations and advance each one's last seq in one
+    transaction (one INSERT of all rows, one UPDATE, one outbox insert: a push notification for
+    the other party of each message). Returns each conversation's messages in seq order.
+    Raises IntegrityError on a seq clash or a client_msg_id already stored; nothing is written."""
+    ids, seqs, senders, client_msg_ids, bodies = [], [], [], [], []
+    attachments: list[str | None] = []
+    pushes: list[dict[str, Any]] = []
+    for conversation_id, drafts, parties in batch:
+        for draft in drafts:
+            ids.append(conversation_id)
+            seqs.append(draft.seq)
+            senders.append(draft.sender_id)
+            client_msg_ids.append(draft.client_msg_id)
+            bodies.append(draft.body)
+            attachments.append(draft.attachment_id)
+            recipient = parties.cleaner_id if draft.sender_id == parties.client_id else parties.client_id
+            pushes.append({
+                "user_ids": [recipient], "category": PushCategory.CHAT, "title": "New message",
+                "body": draft.body[:140] or "Sent a photo",
+                "data": {"route": f"/conversations/{conversation_id}", "seq": str(draft.seq)},
+            })
     async with in_transaction() as conn:
         rows = await _query(
-            "INSERT INTO chat_messages (conversation_id, seq, sender_id, client_msg_id, body) "
-            "SELECT $1, s, snd::uuid, cm, b FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[]) "
-            f"AS t(s, snd, cm, b) RETURNING {_MESSAGE_COLUMNS}",
-            conversation_id, [d.seq for d in drafts], [d.sender_id for d in drafts],
-            [d.client_msg_id for d in drafts], [d.body for d in drafts], using=conn)
+            "WITH m AS (INSERT INTO chat_messages (conversation_id, seq, sender_id, client_msg_id, body, "
+            "attachment_id) SELECT c::uuid, s, snd::uuid, cm, b, att::uuid "
+            "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]) "
+            "AS t(c, s, snd, cm, b, att) RETURNING *) "
+            f"SELECT {_MESSAGE_COLUMNS} FROM m LEFT JOIN chat_attachments a ON a.id = m.attachment_id",
+            ids, seqs, senders, client_msg_ids, bodies, attachments, using=conn)
         await _query(
-            "UPDATE chat_conversations SET last_seq = $2, last_message_at = now() WHERE id = $1",
-            conversation_id, max(d.seq for d in drafts), using=conn)
-        for draft in drafts:
-            recipient = parties.cleaner_id if draft.sender_id == parties.client_id else parties.client_id
-            await outbox.enqueue(EventType.PUSH_REQUESTED, {
-                "user_ids": [recipient], "category": PushCategory.CHAT, "title": "New message",
-                "body": draft.body[:140],
-                "data": {"route": f"/conversations/{conversation_id}", "seq": str(draft.seq)},
-            }, using=conn)
-    return sorted((message_dict(r) for r in rows), key=lambda m: m["seq"])
+            "UPDATE chat_conversations c SET last_seq = t.seq, last_message_at = now() "
+            "FROM unnest($1::text[], $2::bigint[]) AS t(id, seq) WHERE c.id = t.id::uuid",
+            [cid for cid, _, _ in batch], [max(d.seq for d in drafts) for _, drafts, _ in batch], using=conn)
+        # The rows outbox.enqueue writes, in one pipelined statement (it has no multi-row form yet).
+        await OutboxEvent.bulk_create([OutboxEvent(event_id=new_id(), type=str(EventType.PUSH_REQUESTED),
+                                                   payload=push) for push in pushes], using_db=conn)
+    by_conversation: dict[str, list[dict[str, Any]]] = {cid: [] for cid, _, _ in batch}
+    for row in rows:
+        by_conversation[row["conversation_id"]].append(message_dict(row))
+    return [sorted(by_conversation[cid], key=lambda m: m["seq"]) for cid, _, _ in batch]
+
+
+async def find_attachments(ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The attachments named by a batch of sends, in one query: each one's conversation,
+    uploader and status, and the (sender, client_msg_id) of the message carrying it, if any."""
+    valid = sorted({i for i in (_uuid_or_none(raw) for raw in ids) if i is not None})
+    if not valid:
+        return {}
+    rows = await _query(
+        "SELECT a.id::text AS id, a.conversation_id::text AS conversation_id, "
+        "a.uploaded_by_id::text AS uploaded_by_id, a.status, m.sender_id::text AS used_sender, "
+        "m.client_msg_id AS used_client_msg_id FROM chat_attachments a "
+        "LEFT JOIN chat_messages m ON m.attachment_id = a.id WHERE a.id = ANY($1::uuid[])", valid)
+    return {r["id"]: r for r in rows}
 
 
 async def advance_read_cursor(conversation_id: str, user_id: str, seq: int) -> int:
@@ -153,13 +221,13 @@ async def list_messages(conversation_id: str, *, after_seq: int | None, before_s
     """A page in seq order: the first `limit` after `after_seq`, else the last before `before_seq`."""
     if after_seq is not None:
         rows = await _query(
-            f"SELECT {_MESSAGE_COLUMNS} FROM chat_messages WHERE conversation_id = $1 AND seq > $2 "
-            "AND ($3::bigint IS NULL OR seq < $3) ORDER BY seq LIMIT $4",
+            f"SELECT {_MESSAGE_COLUMNS} FROM {_MESSAGES} WHERE m.conversation_id = $1 AND m.seq > $2 "
+            "AND ($3::bigint IS NULL OR m.seq < $3) ORDER BY m.seq LIMIT $4",
             conversation_id, after_seq, before_seq, limit)
         return [message_dict(r) for r in rows]
     rows = await _query(
-        f"SELECT {_MESSAGE_COLUMNS} FROM chat_messages WHERE conversation_id = $1 "
-        "AND ($2::bigint IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3",
+        f"SELECT {_MESSAGE_COLUMNS} FROM {_MESSAGES} WHERE m.conversation_id = $1 "
+        "AND ($2::bigint IS NULL OR m.seq < $2) ORDER BY m.seq DESC LIMIT $3",
         conversation_id, before_seq, limit)
     return [message_dict(r) for r in reversed(rows)]
 

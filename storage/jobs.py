@@ -4,19 +4,35 @@ periodic tasks claimed under a row lock, and one-off events released into the ou
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
+from nats.js import JetStreamContext
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from core.clock import utcnow
-from core.events import EventType
+from core.errors import Conflict, NotFound, Unavailable
+from core.events import (
+    CREATED_AT_HEADER,
+    EVENT_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    EventType,
+    job_subject,
+    jobs_stream,
+)
 from core.ids import new_id
+from storage import audit
+from storage.models import FailedJob, User
+
+RETRY_OF_HEADER = "Spotless-Retry-Of"  # the failed_jobs row a re-published job came from
 
 
 def _db() -> BaseDBAsyncClient:
@@ -45,8 +61,69 @@ async def record_failed_job(*, consumer: str, event_id: UUID, event_type: str, p
         """INSERT INTO failed_jobs (consumer, event_id, type, payload, error, deliveries)
            VALUES ($1, $2, $3, $4::jsonb, $5, $6)
            ON CONFLICT (consumer, event_id) DO UPDATE
-           SET error = EXCLUDED.error, deliveries = EXCLUDED.deliveries, failed_at = now()""",
+           SET error = EXCLUDED.error, deliveries = EXCLUDED.deliveries, failed_at = now(),
+               resolution = NULL, resolved_at = NULL, resolved_by_id = NULL""",
         [consumer, event_id, event_type, json.dumps(payload), error[:4000], deliveries])
+
+
+class JobError(StrEnum):
+    ALREADY_RESOLVED = "job_already_resolved"
+
+
+async def _open_failed_job(job_id: int, *, using: BaseDBAsyncClient) -> FailedJob:
+    job = await FailedJob.filter(id=job_id).using_db(using).select_for_update().first()
+    if job is None:
+        raise NotFound(f"there is no failed job {job_id}")
+    if job.resolution is not None:
+        raise Conflict(f"this job was already {job.resolution}; it is listed again only if it "
+                       "fails again", code=JobError.ALREADY_RESOLVED)
+    return job
+
+
+async def _resolve(job: FailedJob, resolution: str, *, actor: User, reason: str,
+                   using: BaseDBAsyncClient) -> None:
+    job.resolution, job.resolved_at, job.resolved_by_id = resolution, utcnow(), actor.id  # type: ignore[attr-defined]
+    await job.save(update_fields=["resolution", "resolved_at", "resolved_by_id"], using_db=using)
+    await audit.record(actor_id=actor.id, action=f"failed_job.{resolution}", entity_type="failed_job",
+                       entity_id=job.id, before={"resolution": None},
+                       after={"resolution": resolution, "consumer": job.consumer,
+                              "event_id": str(job.event_id), "type": job.type,
+                              "reason": reason[:500] or None}, using=using)
+
+
+async def retry_failed_job(job_id: int, *, actor: User, js: JetStreamContext, prefix: str,
+                           publish_timeout_s: float = 2.0) -> FailedJob:
+    """Put a dead-lettered job back in its queue and mark it retried, audited.
+
+    It is published again on its job subject with its own event id (so every consumer that
+    already handled the event skips it) under a new `Nats-Msg-Id` (so JetStream's duplicate
+    window does not drop it). The row stays locked while JetStream confirms, and is marked only
+    after that: a NATS failure leaves the job open (503). Should the commit fail after the
+    publish, the job runs and still shows open; retrying it again is harmless, because handlers
+    are idempotent by event id.
+    """
+    async with in_transaction() as tx:
+        job = await _open_failed_job(job_id, using=tx)
+        try:
+            await js.publish(
+                job_subject(job.type, prefix=prefix), json.dumps(job.payload).encode(),
+                stream=jobs_stream(prefix), timeout=publish_timeout_s,
+                headers={"Nats-Msg-Id": str(new_id()), EVENT_ID_HEADER: str(job.event_id),
+                         EVENT_TYPE_HEADER: job.type, CREATED_AT_HEADER: f"{utcnow().timestamp():.6f}",
+                         RETRY_OF_HEADER: str(job.id)})
+        except Exception as exc:  # nats-py raises timeouts, no-responders, connection errors
+            raise Unavailable(f"the job could not be queued again ({type(exc).__name__}); "
+                              "it is still listed", dependency="nats") from exc
+        await _resolve(job, "retried", actor=actor, reason="", using=tx)
+    return job
+
+
+async def discard_failed_job(job_id: int, *, actor: User, reason: str = "") -> FailedJob:
+    """Mark a dead-lettered job as not to be run, audited with the reason."""
+    async with in_transaction() as tx:
+        job = await _open_failed_job(job_id, using=tx)
+        await _resolve(job, "discarded", actor=actor, reason=reason.strip(), using=tx)
+    return job
 
 
 async def prune_processed_events(*, older_than_s: int) -> int:
@@ -79,7 +156,12 @@ async def run_if_due(name: str, every_s: float, task: Callable[[], Awaitable[obj
             return False
         error: str | None = None
         try:
-            await task()
+            # A fresh context: the task's own queries must not run inside this transaction (they
+            # would be savepoints of it, and calls to Stripe would happen with it open).
+            async def run() -> object:
+                return await task()
+
+            await asyncio.create_task(run(), context=contextvars.Context())
         except Exception as exc:  # recorded on the row; the task is due again next interval
             error = f"{type(exc).__name__}: {exc}"
         await tx.execute_query(

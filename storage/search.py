@@ -7,6 +7,7 @@ per cleaner.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -27,7 +28,12 @@ class Candidate:
     travel_buffer_minutes: int
     hourly_rate_minor: int | None
     currency: str
+    photo: dict[str, Any] = field(default_factory=dict)  # photo_* columns of the profile, for the JSON
     calendar: Calendar = field(default_factory=Calendar)  # loaded only when a window is asked
+
+
+def _json_column(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
 
 
 async def _rows(sql: str, params: list[Any]) -> list[dict[str, Any]]:
@@ -45,6 +51,7 @@ async def load_candidates(
     if service is None:
         profiles = await _rows(
             """SELECT p.user_id::text AS id, u.name, p.rating_avg, p.rating_count, p.time_zone,
+                      p.photo_path, p.photo_processed_at, p.photo_width, p.photo_height, p.photo_thumbnails,
                       p.travel_buffer_minutes, p.currency, NULL::int AS hourly_rate_minor
                FROM cleaner_profiles p JOIN users u ON u.id = p.user_id
                WHERE p.user_id = ANY($1::uuid[]) AND p.verification_status = 'approved'
@@ -52,6 +59,7 @@ async def load_candidates(
     else:
         profiles = await _rows(
             """SELECT p.user_id::text AS id, u.name, p.rating_avg, p.rating_count, p.time_zone,
+                      p.photo_path, p.photo_processed_at, p.photo_width, p.photo_height, p.photo_thumbnails,
                       p.travel_buffer_minutes, COALESCE(t.currency, p.currency) AS currency,
                       s.hourly_rate_minor
                FROM cleaner_profiles p JOIN users u ON u.id = p.user_id
@@ -61,7 +69,10 @@ async def load_candidates(
                  AND u.suspended_at IS NULL""", [cleaner_ids, service])
     found = {
         r["id"]: Candidate(r["id"], r["name"], Decimal(r["rating_avg"]), r["rating_count"], r["time_zone"],
-                           r["travel_buffer_minutes"], r["hourly_rate_minor"], r["currency"].strip())
+                           r["travel_buffer_minutes"], r["hourly_rate_minor"], r["currency"].strip(),
+                           {"path": r["photo_path"], "processed_at": r["photo_processed_at"],
+                            "width": r["photo_width"], "height": r["photo_height"],
+                            "thumbnails": _json_column(r["photo_thumbnails"])})
         for r in profiles
     }
     if window is None or not found:

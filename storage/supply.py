@@ -2,8 +2,10 @@
 
 Each write validates with core.supply / core.availability first, then writes in one transaction
 with its audit and outbox rows. Uploaded bytes go to the file store before the transaction and
-are deleted again when it fails, so no row ever points at a missing file. Rules live in core;
-nothing here decides what is allowed.
+are deleted again when it fails, so no row ever points at a missing file. A profile photo is
+shown only once the images job has made its EXIF-free copy (record_photo_processed); identity
+documents stay exactly as uploaded, since they are the verification evidence staff review.
+Rules live in core; nothing here decides what is allowed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from core.availability import DatedException, WeeklyInterval, check_exceptions, 
 from core.clock import utcnow
 from core.errors import Forbidden, Invalid, NotFound
 from core.events import EventType
+from core.evidence import EvidenceStatus, capture_time
 from core.ids import new_id
 from core.pagination import decode_cursor, encode_cursor
 from core.settings import Settings
@@ -45,6 +48,7 @@ from core.supply import (
     check_upload,
 )
 from storage import audit, outbox
+from storage.evidence import ProcessedEvidence
 from storage.files import FileStore
 from storage.models import (
     CleanerProfile,
@@ -55,6 +59,11 @@ from storage.models import (
 )
 
 DOCUMENTS_PER_REVIEW_ENTRY = 10
+PROFILE_PHOTO_PREFIX = "profile-photos"
+PhotoStatus = EvidenceStatus  # an upload's way through the images job is the same as evidence's
+PHOTO_FIELDS = ("photo_path", "photo_upload_key", "photo_status", "photo_content_type", "photo_thumbnails",
+                "photo_width", "photo_height", "photo_captured_at", "photo_gps_lat", "photo_gps_lng",
+                "photo_processed_at")
 
 # Tortoise cannot write (or read back) a foreign key to cleaner_profiles, whose primary key is
 # itself a relation to users, so rows that point at a profile are inserted and deleted in SQL
@@ -175,30 +184,99 @@ async def _judge(data: bytes, *, allowed: frozenset[str], max_bytes: int, settin
 
 
 async def set_profile_photo(*, actor: User, data: bytes, settings: Settings, store: FileStore) -> Profile:
-    """Replace the profile photo; the images job is asked to make its thumbnails."""
+    """Upload a new profile photo; the images job makes the copy that is shown (record_photo_processed).
+    Until then the previous photo, if any, stays shown; an older upload still waiting is dropped."""
     _require(actor, Role.CLEANER)
     content_type = await _judge(data, allowed=IMAGE_TYPES, max_bytes=settings.profile_photo_max_bytes,
                                 settings=settings, field="photo")
     await _ensure_profile(actor)
-    key = await store.put(data, prefix="profile-photos", extension=EXTENSIONS[content_type])
+    key = await store.put(data, prefix=PROFILE_PHOTO_PREFIX, extension=EXTENSIONS[content_type])
     try:
         async with in_transaction() as tx:
             profile = await _locked_profile(actor.id, tx)
-            previous = profile.photo_path
-            profile.photo_path = key
-            await profile.save(update_fields=["photo_path", "updated_at"], using_db=tx)
-            await audit.record(actor_id=actor.id, action="cleaner.photo_changed", entity_type="cleaner",
-                               entity_id=actor.id, before={"photo_path": previous},
-                               after={"photo_path": key}, using=tx)
-            await outbox.enqueue(EventType.IMAGE_UPLOADED, {"image_id": PurePosixPath(key).stem, "path": key,
-                                                            "owner_id": str(actor.id)}, using=tx)
-            await outbox.enqueue(EventType.CLEANER_PROFILE_UPDATED, {"cleaner_id": str(actor.id)}, using=tx)
-    except Exception:
+            superseded = profile.photo_upload_key
+            profile.update_from_dict({"photo_upload_key": key, "photo_status": PhotoStatus.PROCESSING,
+                                      "photo_refused_reason": None})
+            await profile.save(update_fields=["photo_upload_key", "photo_status", "photo_refused_reason",
+                                              "updated_at"], using_db=tx)
+            await audit.record(actor_id=actor.id, action="cleaner.photo_uploaded", entity_type="cleaner",
+                               entity_id=actor.id, before={"photo_path": profile.photo_path},
+                               after={"photo_upload_key": key, "sha256": hashlib.sha256(data).hexdigest()},
+                               using=tx)
+            await outbox.enqueue(EventType.IMAGE_UPLOADED, {
+                "image_id": PurePosixPath(key).stem, "key": key, "kind": "profile_photo",
+                "owner_id": str(actor.id)}, using=tx)
+    except BaseException:
         await store.delete(key)
         raise
-    if previous:
-        await store.delete(previous)
+    if superseded:  # its event finds another key waiting and does nothing
+        await store.delete(superseded)
     return await _with_services(actor, profile)
+
+
+async def read_public_photo(cleaner_id: UUID, *, size: str | None,
+                            store: FileStore) -> tuple[CleanerProfile, str, bytes]:
+    """A verified cleaner's processed photo, or one of its WebP thumbnails: (profile, type, bytes).
+    Only the images job's EXIF-free copies are ever served; anyone else's is 404."""
+    profile = await CleanerProfile.get_or_none(user_id=cleaner_id)
+    if (profile is None or profile.verification_status != VerificationStatus.APPROVED
+            or profile.photo_path is None):
+        raise NotFound("no photo for this cleaner")
+    if size is None:
+        return profile, profile.photo_content_type or "application/octet-stream", await store.get(profile.photo_path)
+    if size not in profile.photo_thumbnails:
+        raise Invalid(f"must be one of: {', '.join(sorted(profile.photo_thumbnails, key=int))}", field="size")
+    return profile, "image/webp", await store.get(profile.photo_thumbnails[size])
+
+
+# --- what the images job found of a profile photo ---
+
+
+async def photo_awaits_processing(cleaner_id: UUID, key: str) -> bool:
+    return await CleanerProfile.filter(user_id=cleaner_id, photo_upload_key=key,
+                                       photo_status=PhotoStatus.PROCESSING).exists()
+
+
+async def record_photo_processed(cleaner_id: UUID, key: str, result: ProcessedEvidence, *,
+                                 store: FileStore) -> bool:
+    """Show the clean copy in place of the previous photo and keep the EXIF's time and place; the
+    original and the previous photo's files are deleted after commit. Idempotent: when `key` is no
+    longer the upload waiting (processed already, replaced, a racing worker), this call's copies
+    are deleted and nothing else changes. Returns whether this call applied."""
+    discarded = [result.clean_key, *result.thumbnails.values()]
+    applied = False
+    async with in_transaction() as tx:
+        profile = await CleanerProfile.filter(user_id=cleaner_id).using_db(tx).select_for_update().first()
+        if (profile is not None and profile.photo_upload_key == key
+                and profile.photo_status == PhotoStatus.PROCESSING):
+            applied = True
+            discarded = [key, *([profile.photo_path] if profile.photo_path else []),
+                         *profile.photo_thumbnails.values()]
+            gps: dict[str, Any] = result.gps or {}
+            profile.update_from_dict({
+                "photo_path": result.clean_key, "photo_upload_key": None, "photo_status": PhotoStatus.READY,
+                "photo_content_type": result.content_type, "photo_thumbnails": result.thumbnails,
+                "photo_width": result.width, "photo_height": result.height,
+                "photo_captured_at": capture_time(result.captured_at, time_zone=profile.time_zone),
+                "photo_gps_lat": gps.get("lat"), "photo_gps_lng": gps.get("lon"), "photo_processed_at": utcnow()})
+            await profile.save(update_fields=[*PHOTO_FIELDS, "updated_at"], using_db=tx)
+            await outbox.enqueue(EventType.CLEANER_PROFILE_UPDATED, {"cleaner_id": str(cleaner_id)}, using=tx)
+    for stale in discarded:
+        await store.delete(stale)
+    return applied
+
+
+async def record_photo_refused(cleaner_id: UUID, key: str, *, reason: str, store: FileStore) -> bool:
+    """The images job could not use the upload: say why, keep the previous photo shown, and delete
+    the original (it is never served). Returns whether `key` was the upload waiting."""
+    async with in_transaction() as tx:
+        refused = await CleanerProfile.filter(
+            user_id=cleaner_id, photo_upload_key=key, photo_status=PhotoStatus.PROCESSING).using_db(tx).update(
+            photo_upload_key=None, photo_status=PhotoStatus.REFUSED, photo_refused_reason=reason[:1000],
+            updated_at=utcnow())
+    if refused:
+        await store.delete(key)
+    return bool(refused)
 
 
 # --- identity verification ---

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -27,6 +28,14 @@ from tests.stack import (
 )
 
 # Settings every process of the test session shares (the edge subprocess inherits them).
+# The Pusher apps of every edge in the session (the first is the platform's own, which shard
+# actors publish chat and presence as); the realtime tests exercise their limits.
+REALTIME_APPS = [
+    {"id": "100001", "key": "spotless-key", "secret": "test-realtime-secret",
+     "max_message_bytes": 2000, "max_subscriptions_per_socket": 6, "client_events_per_s": 5},
+    {"id": "100002", "key": "other-key", "secret": "other-secret"},
+    {"id": "100003", "key": "tiny-key", "secret": "tiny-secret", "max_connections": 1},
+]
 TEST_ENV = {
     "SPOTLESS_PASSWORD_HASH_TIME_COST": "1",
     "SPOTLESS_PASSWORD_HASH_MEMORY_KIB": "8192",
@@ -38,6 +47,7 @@ TEST_ENV = {
     # that created them, so every edge must agree on these.
     "SPOTLESS_REALTIME_WORKER_HEARTBEAT_S": "1",
     "SPOTLESS_CONVERSATION_SHARDS": "2",
+    "SPOTLESS_REALTIME_APPS": json.dumps(REALTIME_APPS),
     "SPOTLESS_GOOGLE_CLIENT_IDS": "spotless-web.apps.googleusercontent.com,spotless-ios.apps.googleusercontent.com",
     "SPOTLESS_APPLE_CLIENT_IDS": "dev.spotless.app",
     "SPOTLESS_FACEBOOK_APP_ID": "424242",

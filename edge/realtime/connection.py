@@ -254,7 +254,7 @@ def _parsed(data: Any) -> Any:
     if isinstance(data, str):
         try:
             return json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             return data
     return data
 
@@ -262,7 +262,7 @@ def _parsed(data: Any) -> Any:
 def _member(channel_data: Any) -> Member:
     try:
         parsed = json.loads(channel_data)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         raise Unauthorized("presence channel_data must be a JSON object with user_id") from None
     user_id = parsed.get("user_id") if isinstance(parsed, dict) else None
     if isinstance(user_id, int) and not isinstance(user_id, bool):

@@ -40,7 +40,7 @@ def parse_frame(raw: str | bytes) -> Frame:
     """Decode one client frame; raise InvalidMessage for anything that is not one."""
     try:
         payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nesting deeper than the parser allows
         raise InvalidMessage("Invalid message format: not JSON") from None
     if not isinstance(payload, dict):
         raise InvalidMessage("Invalid message format: not a JSON object")
@@ -58,7 +58,7 @@ def data_object(frame: Frame) -> dict[str, Any]:
     if isinstance(data, str):
         try:
             data = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise InvalidMessage("Invalid message format: data is not a JSON object") from None
     if not isinstance(data, dict):
         raise InvalidMessage("Invalid message format: data must be a JSON object")

@@ -77,6 +77,9 @@ def install(app: Sanic) -> None:
     apps = parse_apps(settings.realtime_apps)
     # Frames over an app's limit get pusher:error; only far larger ones are cut at the socket.
     app.config.WEBSOCKET_MAX_SIZE = max(64 * 1024, 4 * max(a.max_message_bytes for a in apps))
+    # Liveness is the protocol's own pusher:ping/pong (activity timeout); Sanic's extra WebSocket
+    # ping every 20 s would be one more timer, frame and future per socket for nothing.
+    app.config.WEBSOCKET_PING_INTERVAL = None
     app.ctx.realtime_apps = apps
     for blueprint in (bp, auth.bp, events_api.bp):
         app.blueprint(blueprint)

@@ -9,7 +9,10 @@ from storage.models.bookings import (
     PayoutAccount,
     StripeEvent,
 )
-from storage.models.chat import ChatMessage, Conversation, ReadCursor
+from storage.models.chat import ChatAttachment, ChatMessage, Conversation, ReadCursor
+from storage.models.content import ContentPage
+from storage.models.evidence import BookingEvidence
+from storage.models.invoices import BookingReminder, Invoice, InvoiceCounter
 from storage.models.jobs import (
     Device,
     FailedJob,
@@ -19,6 +22,8 @@ from storage.models.jobs import (
     ScheduledTask,
 )
 from storage.models.outbox import OutboxEvent
+from storage.models.payments import BookingRefund, SettleRetry
+from storage.models.reviews import Review
 from storage.models.supply import (
     AvailabilityException,
     AvailabilityRule,
@@ -41,13 +46,22 @@ __all__ = [
     "ServiceType",
     "VerificationDocument",
     "AuditLog",
+    "BookingEvidence",
     "BookingTransition",
+    "BookingRefund",
+    "Review",
+    "SettleRetry",
     "PaymentCustomer",
     "PayoutAccount",
     "StripeEvent",
+    "ChatAttachment",
     "ChatMessage",
+    "ContentPage",
     "Conversation",
     "ReadCursor",
+    "BookingReminder",
+    "Invoice",
+    "InvoiceCounter",
     "Device",
     "FailedJob",
     "NotificationPreference",

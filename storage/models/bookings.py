@@ -60,6 +60,14 @@ class Booking(Model):
     payment_status = fields.CharField(max_length=32, default="none")
     captured_minor = fields.IntField(default=0)
     refunded_minor = fields.IntField(default=0)
+    # What the client agreed to when booking; hours .. amount_minor above are the final price
+    # once the cleaner completed with other hours (storage/migrations/0013_booking_adjustments.sql).
+    quoted_hours = fields.DecimalField(max_digits=5, decimal_places=2, default=0)
+    quoted_subtotal_minor = fields.IntField(default=0)
+    quoted_tax_minor = fields.IntField(default=0)
+    quoted_amount_minor = fields.IntField(default=0)
+    held_minor = fields.IntField(default=0)  # what the card hold covers, incremental authorisations included
+    capture_shortfall_minor = fields.IntField(default=0)  # final price the card would not cover
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 

@@ -30,6 +30,11 @@ class FailedJob(Model):
     error = fields.TextField()
     deliveries = fields.IntField()
     failed_at = fields.DatetimeField(auto_now_add=True)
+    # What staff did with it (storage.jobs.retry_failed_job / discard_failed_job); None: open.
+    resolution = fields.CharField(max_length=16, null=True)
+    resolved_at = fields.DatetimeField(null=True)
+    resolved_by: fields.ForeignKeyNullableRelation[Any] = fields.ForeignKeyField(
+        "models.User", related_name=False, null=True, on_delete=fields.SET_NULL)
 
     class Meta:
         table = "failed_jobs"

@@ -20,7 +20,7 @@ class ServiceType(Model):
     base_price_minor = fields.IntField()
     currency = fields.CharField(max_length=3, default="GBP")
     min_duration_minutes = fields.IntField()
-    requires_photo_evidence = fields.BooleanField(default=True)
+    requires_photo_evidence = fields.BooleanField(default=False)  # opt-in since migration 0009
     active = fields.BooleanField(default=True)
     sort_order = fields.IntField(default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -35,7 +35,19 @@ class CleanerProfile(Model):
     # that point at a model whose primary key is itself a relation.
     user_id = fields.UUIDField(primary_key=True)
     bio = fields.TextField(default="")
+    # The served photo: the images job's EXIF-free copy (never an original), with its thumbnails.
     photo_path = fields.CharField(max_length=300, null=True)
+    photo_upload_key = fields.CharField(max_length=300, null=True)  # the original awaiting the job
+    photo_status = fields.CharField(max_length=16, null=True)  # of the latest upload
+    photo_refused_reason = fields.TextField(null=True)
+    photo_content_type = fields.CharField(max_length=64, null=True)
+    photo_thumbnails: Any = fields.JSONField(default=dict)  # width in pixels → key
+    photo_width = fields.IntField(null=True)
+    photo_height = fields.IntField(null=True)
+    photo_captured_at = fields.DatetimeField(null=True)
+    photo_gps_lat = fields.FloatField(null=True)
+    photo_gps_lng = fields.FloatField(null=True)
+    photo_processed_at = fields.DatetimeField(null=True)
     time_zone = fields.CharField(max_length=64, default="Europe/London")
     travel_buffer_minutes = fields.IntField(default=30)
     currency = fields.CharField(max_length=3, default="GBP")

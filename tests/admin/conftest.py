@@ -19,11 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 import pytest
 import pytest_asyncio
+from nats.js import JetStreamContext
 
 from cli.embedded import free_port, stop_process
 from core.settings import Settings
+from jobs.streams import ensure_streams
 from storage.accounts import create_user
 from storage.models import User
 from tests.conftest import STRONG_PASSWORD, unique_email
@@ -174,3 +177,13 @@ async def dashboard(browser: Dashboard, staff: Person) -> Dashboard:
     """A browser signed in as `staff`."""
     await browser.sign_in(staff)
     return browser
+
+
+@pytest_asyncio.fixture
+async def js(settings: Settings) -> AsyncIterator[JetStreamContext]:
+    """The session's JetStream, with the streams every worker creates when it starts."""
+    nc = await nats.connect(settings.nats_url)
+    context = nc.jetstream()
+    await ensure_streams(context, settings)
+    yield context
+    await nc.drain()

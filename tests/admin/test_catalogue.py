@@ -24,7 +24,7 @@ def edit_form(service: ServiceType, **changes: str) -> dict[str, str]:
     form = {"name": service.name, "description": service.description,
             "base_price_minor": str(service.base_price_minor),
             "min_duration_minutes": str(service.min_duration_minutes), "sort_order": str(service.sort_order),
-            **changes}
+            "requires_photo_evidence": "on" if service.requires_photo_evidence else None, **changes}
     return {k: v for k, v in form.items() if v is not None}
 
 
@@ -83,3 +83,18 @@ async def test_service_types_cannot_be_created_or_deleted(dashboard: Dashboard, 
     assert create.status_code == 403
     assert delete.status_code == 400
     assert await ServiceType.filter(id=retired_service.id).exists()
+
+
+async def test_staff_decide_which_services_need_photos_to_complete(dashboard: Dashboard,
+                                                                  retired_service: ServiceType):
+    # given a service type that asks for photo evidence
+    await ServiceType.filter(id=retired_service.id).update(requires_photo_evidence=True)
+    retired_service.requires_photo_evidence = True
+    # when staff untick "Photos required to complete" (an unticked box is not sent)
+    response = await dashboard.submit_form("/admin/service-type/edit", params={"pk": retired_service.id},
+                                           **edit_form(retired_service, requires_photo_evidence=None))
+    # then completing it no longer needs a photo, and the change is audited
+    assert response.status_code == 303, response.text
+    assert (await ServiceType.get(id=retired_service.id)).requires_photo_evidence is False
+    row = await AuditLog.get(entity_id=retired_service.id, action="service_type.updated")
+    assert (row.before, row.after) == ({"requires_photo_evidence": True}, {"requires_photo_evidence": False})

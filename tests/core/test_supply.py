@@ -190,3 +190,19 @@ def test_damaged_and_hostile_images_are_422_never_a_crash():
             check_upload(data, allowed=DOCUMENT_TYPES, **LIMITS)
         except Invalid as exc:
             assert exc.code in (SupplyError.DAMAGED_FILE, SupplyError.IMAGE_TOO_LARGE)
+
+
+@pytest.mark.parametrize(("data", "why"), [
+    (pdf_bytes() + b"PK\x03\x04" + b"\0" * 40 + b"PK\x05\x06" + b"\0" * 18, "data after its end"),
+    (pdf_bytes().replace(b"trailer", b"PK\x05\x06" + b"\0" * 18 + b"\ntrailer"), "also a zip archive"),
+    (pdf_bytes()[:-8], "data after its end"),
+])
+def test_a_pdf_that_is_not_only_a_pdf_is_refused(data, why):
+    with pytest.raises(Invalid, match=why) as caught:
+        check_upload(data, allowed=DOCUMENT_TYPES, max_bytes=1 << 20, max_pixels=10_000, field="document")
+    assert [e.field for e in caught.value.errors] == ["document"]
+
+
+def test_a_plain_pdf_with_trailing_newlines_is_accepted():
+    assert check_upload(pdf_bytes() + b"\r\n\n", allowed=DOCUMENT_TYPES, max_bytes=1 << 20,
+                        max_pixels=10_000, field="document") == "application/pdf"

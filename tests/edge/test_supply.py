@@ -3,10 +3,11 @@
 from datetime import date, timedelta
 
 import pytest
+from tortoise import connections
 
 from core.clock import utcnow
 from storage import accounts
-from storage.models import AuditLog, CleanerProfile, OutboxEvent, VerificationDocument
+from storage.models import AuditLog, CleanerProfile, OutboxEvent, ServiceType, VerificationDocument
 from tests.conftest import STRONG_PASSWORD, unique_email
 from tests.core.test_supply import HTML, image_bytes, pdf_bytes, png_bomb
 
@@ -41,7 +42,8 @@ def upload_document(api, account, data, *, name="passport.png", declared="image/
 def test_anyone_can_read_the_service_catalogue_in_order(api):
     response = api.get("/api/v1/services")
     assert response.status_code == 200
-    services = response.json()["services"]
+    services = response.json()["data"]
+    assert response.json()["next_cursor"] is None
     assert [s["id"] for s in services][:3] == ["standard", "deep", "end_of_tenancy"]
     assert services[0]["price"] == {"amount_minor": 1800, "currency": "GBP"}
     assert services[0]["min_duration_minutes"] == 120
@@ -122,24 +124,30 @@ def test_clients_cannot_use_cleaner_endpoints_and_strangers_must_sign_in(api, ma
     assert_problem(api.request(method, path, json={}), 401)
 
 
-def test_a_profile_photo_is_an_image_checked_by_content(api, make_account, settings):
+async def test_a_profile_photo_is_an_image_checked_by_content(api, db, make_account, settings):
+    async def waiting() -> str | None:
+        return (await CleanerProfile.get(user_id=cleaner.id)).photo_upload_key
+
     cleaner = make_account(role="cleaner")
     photo = image_bytes("WEBP", (320, 320))
     response = api.post("/api/v1/cleaner/profile/photo", headers=cleaner.auth,
                         files={"photo": ("../../me.exe", photo, "application/octet-stream")})
     assert response.status_code == 200, response.text
-    key = response.json()["profile"]["photo_path"]
+    assert response.json()["profile"]["photo"]["status"] == "processing"
+    key = await waiting()
     assert key.startswith("profile-photos/") and key.endswith(".webp") and "me" not in key
     assert (settings.file_storage_path / key).read_bytes() == photo
-    # a "photo" that is really a PDF is refused, and the old photo stays
+    # a "photo" that is really a PDF is refused, and the upload before it still waits
     fake = api.post("/api/v1/cleaner/profile/photo", headers=cleaner.auth,
                     files={"photo": ("selfie.jpg", pdf_bytes(), "image/jpeg")})
     assert_problem(fake, 415, code="unsupported_file_type")
-    assert api.get("/api/v1/cleaner/profile", headers=cleaner.auth).json()["profile"]["photo_path"] == key
-    # a new photo replaces the old file
+    assert await waiting() == key
+    # a newer photo supersedes one still waiting for the images job: that original is deleted
     newer = api.post("/api/v1/cleaner/profile/photo", headers=cleaner.auth,
-                     files={"photo": ("a.png", image_bytes("PNG"), "image/png")}).json()["profile"]["photo_path"]
-    assert newer != key and not (settings.file_storage_path / key).exists()
+                     files={"photo": ("a.png", image_bytes("PNG"), "image/png")})
+    assert newer.status_code == 200, newer.text
+    assert await waiting() != key and not (settings.file_storage_path / key).exists()
+    assert "photo_path" not in newer.json()["profile"]  # storage keys never leave the server
 
 
 # --- identity verification ---
@@ -389,3 +397,12 @@ def test_bad_schedules_are_422_naming_the_field_and_keep_the_old_one(api, make_a
     assert_problem(api.put("/api/v1/cleaner/availability", headers=cleaner.auth, json=body), 422, field=field)
     kept = api.get("/api/v1/cleaner/availability", headers=cleaner.auth).json()["availability"]
     assert kept["weekly"] == good["weekly"]
+
+
+async def test_photo_evidence_is_opt_in_in_the_model_as_in_the_database(db):
+    # migration 0009 made the column default false; a row made through the model agrees
+    [row] = await connections.get("default").execute_query_dict(
+        """SELECT column_default FROM information_schema.columns
+           WHERE table_name = 'service_types' AND column_name = 'requires_photo_evidence'""")
+    assert row["column_default"] == "false"
+    assert ServiceType._meta.fields_map["requires_photo_evidence"].default is False

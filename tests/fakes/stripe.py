@@ -3,10 +3,13 @@
 Speaks Stripe's wire format for what Spotless uses: form-encoded requests with bracketed keys,
 Bearer secret keys, Idempotency-Key replay, JSON objects with `id` / `object`, and error bodies
 `{"error": {"type", "code", "message", ...}}` with Stripe's statuses. Endpoints: customers,
-setup_intents, payment_intents (create with capture_method=manual, confirm, capture, cancel),
+setup_intents, payment_intents (create with capture_method=manual, confirm, capture with
+amount_to_capture, increment_authorization when the intent asked for it through
+payment_method_options[card][request_incremental_authorization], cancel),
 refunds, accounts and account_links. Stripe's test payment methods drive the outcomes:
 `pm_card_chargeDeclined` is declined, `pm_card_authenticationRequired` needs 3-D Secure.
-Also signs webhook events exactly as Stripe does (`Stripe-Signature: t=...,v1=...`).
+Also signs webhook events exactly as Stripe does (`Stripe-Signature: t=...,v1=...`), and fails
+chosen calls on demand (`fail_next`) with Stripe's error bodies and `Stripe-Should-Retry`.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class StripeFake(LoopbackServer):
         self.idempotent: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
         self.requests: list[tuple[str, str, dict[str, Any], str | None]] = []  # method, path, params, key
         self.lock = threading.Lock()
+        self.failures: list[list[Any]] = []  # [path suffix, times left, StripeError], see fail_next
         fake = self
 
         class Handler(QuietHandler):
@@ -64,7 +68,10 @@ class StripeFake(LoopbackServer):
                 params = parse_form(raw or query)
                 status, body = fake.handle(method, path, params, self.headers.get("Authorization", ""),
                                            self.headers.get("Idempotency-Key"))
-                self.reply_json(status, body, {"Request-Id": _id("req")})
+                headers = {"Request-Id": _id("req")}
+                if status >= 500:  # as Stripe: a retry with this key would only replay the failure
+                    headers["Stripe-Should-Retry"] = "false"
+                self.reply_json(status, body, headers)
 
             def do_GET(self) -> None:  # noqa: N802
                 self._answer("GET")
@@ -86,12 +93,19 @@ class StripeFake(LoopbackServer):
             if method == "POST" and idempotency_key and (path, idempotency_key) in self.idempotent:
                 return self.idempotent[(path, idempotency_key)]
             try:
+                self._injected_failure(method, path)
                 answer = 200, self.route(method, path.rstrip("/").split("/")[2:], params)
             except StripeError as exc:
                 answer = exc.status, exc.body
             if method == "POST" and idempotency_key:
                 self.idempotent[(path, idempotency_key)] = answer
             return answer
+
+    def _injected_failure(self, method: str, path: str) -> None:
+        for failure in self.failures:
+            if method == "POST" and path.rstrip("/").endswith(failure[0]) and failure[1] > 0:
+                failure[1] -= 1
+                raise failure[2]
 
     def _get(self, object_id: str, kind: str) -> dict[str, Any]:
         found = self.objects.get(object_id)
@@ -121,6 +135,8 @@ class StripeFake(LoopbackServer):
                 return self._get(pid, "payment_intent")
             case ("POST", ["payment_intents", pid, "capture"]):
                 return self._capture(self._get(pid, "payment_intent"), p)
+            case ("POST", ["payment_intents", pid, "increment_authorization"]):
+                return self._increment(self._get(pid, "payment_intent"), p)
             case ("POST", ["payment_intents", pid, "cancel"]):
                 intent = self._get(pid, "payment_intent")
                 if intent["status"] not in {"requires_capture", "requires_payment_method", "requires_action"}:
@@ -136,9 +152,13 @@ class StripeFake(LoopbackServer):
                 if amount > intent["amount_received"] - intent["amount_refunded"]:
                     raise StripeError(400, "invalid_request_error", "Refund amount is greater than unrefunded "
                                       "amount on charge", code="amount_too_large", param="amount")
+                if intent["status"] != "succeeded":
+                    raise StripeError(400, "invalid_request_error", f"This PaymentIntent ({intent['id']}) does "
+                                      "not have a successful charge to refund.", code="charge_not_refundable")
                 intent["amount_refunded"] += amount
                 return self._store({"id": _id("re"), "object": "refund", "amount": amount,
-                                    "payment_intent": intent["id"], "status": "succeeded"})
+                                    "payment_intent": intent["id"], "status": "succeeded",
+                                    "metadata": p.get("metadata", {})})
             case ("POST", ["accounts"]):
                 return self._store({"id": _id("acct"), "object": "account", "type": p.get("type", "express"),
                                     "email": p.get("email"), "charges_enabled": False,
@@ -160,7 +180,8 @@ class StripeFake(LoopbackServer):
                   "capture_method": p.get("capture_method", "automatic"), "status": "requires_payment_method",
                   "amount_capturable": 0, "amount_received": 0, "amount_refunded": 0,
                   "application_fee_amount": int(p["application_fee_amount"]) if "application_fee_amount" in p
-                  else None, "transfer_data": p.get("transfer_data"), "metadata": p.get("metadata", {})}
+                  else None, "transfer_data": p.get("transfer_data"), "metadata": p.get("metadata", {}),
+                  "payment_method_options": p.get("payment_method_options", {})}
         intent["client_secret"] = f"{intent['id']}_secret_{secrets.token_hex(8)}"
         self._store(intent)
         if p.get("confirm") == "true":
@@ -193,6 +214,30 @@ class StripeFake(LoopbackServer):
         intent.update(status="succeeded", amount_received=amount, amount_capturable=0)
         return intent
 
+    def _increment(self, intent: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
+        """Raise the hold to `amount` (the new total), as Stripe does for an eligible intent; a
+        refusal by the card is a 402 card_declined (inject it with fail_next)."""
+        if intent["status"] != "requires_capture":
+            raise StripeError(400, "invalid_request_error", "This PaymentIntent's amount could not be updated "
+                              f"because it has a status of {intent['status']}.",
+                              code="payment_intent_unexpected_state")
+        card = intent.get("payment_method_options", {}).get("card", {})
+        if card.get("request_incremental_authorization") not in {"if_available", "required"}:
+            raise StripeError(400, "invalid_request_error", "Incremental authorization is not available for this "
+                              "PaymentIntent: request it with payment_method_options[card]"
+                              "[request_incremental_authorization].", param="amount")
+        if "amount" not in p:
+            raise StripeError(400, "invalid_request_error", "Missing required param: amount.",
+                              code="parameter_missing", param="amount")
+        amount = int(p["amount"])
+        if amount <= intent["amount"]:
+            raise StripeError(400, "invalid_request_error", "The amount must be greater than the currently "
+                              "authorized amount.", code="amount_too_small", param="amount")
+        intent.update(amount=amount, amount_capturable=amount)
+        if "application_fee_amount" in p:
+            intent["application_fee_amount"] = int(p["application_fee_amount"])
+        return intent
+
     # --- helpers for tests ---
 
     def enable_account(self, account_id: str) -> dict[str, Any]:
@@ -200,6 +245,13 @@ class StripeFake(LoopbackServer):
         account = self.objects[account_id]
         account.update(charges_enabled=True, payouts_enabled=True, details_submitted=True)
         return account
+
+    def fail_next(self, path_suffix: str, *, times: int = 1, status: int = 500, type_: str = "api_error",
+                  message: str = "An unknown error occurred", **extra: Any) -> None:
+        """The next `times` POSTs to a path ending in `path_suffix` (e.g. "/capture") fail as
+        Stripe fails. Like Stripe, the failure is saved under the request's idempotency key."""
+        with self.lock:
+            self.failures.append([path_suffix, times, StripeError(status, type_, message, **extra)])
 
     def calls(self, path_prefix: str) -> list[tuple[str, str, dict[str, Any], str | None]]:
         return [r for r in self.requests if r[1].startswith(path_prefix)]

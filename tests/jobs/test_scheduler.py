@@ -97,3 +97,26 @@ async def test_the_scheduler_expires_unanswered_booking_requests(db, settings):
     assert (await Booking.get(id=booking.id)).state == "expired"
     row = await ScheduledTask.get(name="expire_unanswered_bookings")
     assert row.last_error is None
+
+
+async def test_a_task_runs_outside_the_transaction_that_holds_its_turn(db, kind):
+    # given a task that looks at its own transaction after a pause (Stripe calls happen in tasks:
+    # they must not run with the scheduler's row-lock transaction open around them)
+    seen: list[float] = []
+
+    async def look() -> None:
+        await asyncio.sleep(0.3)
+        rows = await connections.get("default").execute_query_dict(
+            "SELECT extract(epoch FROM clock_timestamp() - now()) AS lag, "
+            "EXISTS (SELECT 1 FROM pg_locks WHERE pid = pg_backend_pid() AND relation = "
+            "'scheduled_tasks'::regclass AND mode = 'RowShareLock') AS holds_lock")
+        seen.append(float(rows[0]["lag"]))
+        assert not rows[0]["holds_lock"]
+
+    periodic = [PeriodicTask(f"look_{kind}", 3600, look)]
+    await register(periodic)
+    # when it runs
+    assert await run_due(periodic) == [f"look_{kind}"]
+    # then its statement started its own transaction (now() is not the scheduler's older start)
+    assert seen and seen[0] < 0.2
+    assert (await ScheduledTask.get(name=f"look_{kind}")).last_error is None

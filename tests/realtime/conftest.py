@@ -16,22 +16,20 @@ import pytest
 import pytest_asyncio
 
 from core.clock import utcnow
-from tests.conftest import Account, register
+from tests.conftest import REALTIME_APPS, Account, register
 from tests.realtime.pusher_client import PusherSocket
 from tests.stack import EdgeProcess, start_edge
 
-APPS = [
-    {"id": "100001", "key": "spotless-key", "secret": "test-realtime-secret",
-     "max_message_bytes": 2000, "max_subscriptions_per_socket": 6, "client_events_per_s": 5},
-    {"id": "100002", "key": "other-key", "secret": "other-secret"},
-    {"id": "100003", "key": "tiny-key", "secret": "tiny-secret", "max_connections": 1},
-]
+APPS = REALTIME_APPS
 REALTIME_ENV = {
     "SPOTLESS_REALTIME_APPS": json.dumps(APPS),
     "SPOTLESS_REALTIME_ACTIVITY_TIMEOUT_S": "2",
     "SPOTLESS_REALTIME_PONG_TIMEOUT_S": "1",
     "SPOTLESS_REALTIME_WORKER_HEARTBEAT_S": "1",
     "SPOTLESS_CONVERSATION_SHARDS": "2",
+    # Presence shards of their own, made by these edges with these apps (they publish as app 100001).
+    "SPOTLESS_PRESENCE_SHARD_PREFIX": "rt-presence",
+    "SPOTLESS_PRESENCE_NOTIFY_S": "0.3",
 }
 
 

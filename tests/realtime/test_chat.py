@@ -248,3 +248,26 @@ async def test_conversations_are_listed_a_page_at_a_time_most_recent_first(booki
     assert page2["next_cursor"] is None
     bad = await api.get("/api/v1/conversations", headers=client.auth, params={"cursor": "bm9wZQ"})
     assert bad.status_code == 422
+
+
+async def test_a_retry_older_than_the_shards_cache_is_answered_from_postgresql(booking, rt_async):
+    # given two conversations, the first with more messages than a shard keeps in memory
+    api = rt_async[0]
+    client, _, old = await booking()
+    other_client, _, fresh = await booking()
+    for start in range(0, 110, 22):
+        batch = await asyncio.gather(*(send(api, client, old, f"m{n}", client_msg_id=f"old-{n}")
+                                       for n in range(start, start + 22)))
+        assert all(r.status_code == 201 for r in batch)
+    first = (await messages(api, client, old, limit=1, after_seq=0))[0]
+    # when the first message is retried while new messages arrive, in the same batches
+    retried, *new = await asyncio.gather(
+        send(api, client, old, "changed body", client_msg_id=first["client_msg_id"]),
+        send(api, client, old, "newest"), send(api, other_client, fresh, "hello"))
+    # then the retry gets the original message back and nothing is stored twice
+    assert retried.status_code == 200 and retried.json()["data"] == first
+    assert [r.status_code for r in new] == [201, 201]
+    assert new[0].json()["data"]["seq"] == 111 and new[1].json()["data"]["seq"] == 1
+    stored = [m for page_start in (0, 100) for m in await messages(api, client, old, after_seq=page_start, limit=100)]
+    assert [m["seq"] for m in stored] == list(range(1, 112))
+    assert len({m["client_msg_id"] for m in stored}) == 111

@@ -226,3 +226,42 @@ async def test_listing_pages_through_the_callers_bookings_by_state(db, settings)
     other, _ = await bookings.list_bookings(actor=await make_user(settings, "client"), state=None, cursor=None,
                                             limit=10)
     assert other == []
+
+
+async def test_completing_with_other_hours_requotes_at_the_booked_rate_and_keeps_the_quote(db, settings):
+    # given two 2-hour bookings at £20/h, started (payments are off here)
+    cleaner, client = await bookable_cleaner(settings), await make_user(settings, "client")
+    longer = await bookings.create_booking(actor=client, settings=settings, request=request_for(cleaner, tomorrow_at(8)))
+    same = await bookings.create_booking(actor=client, settings=settings, request=request_for(cleaner, tomorrow_at(14)))
+    for booking in (longer, same):
+        for move in (bookings.accept_booking, bookings.mark_on_the_way, bookings.start_booking):
+            await move(booking.id, actor=cleaner, settings=settings)
+    # when the cleaner completes the first after 3.25 hours and the second as booked
+    done = await bookings.complete_booking(longer.id, actor=cleaner, settings=settings, hours="3.25")
+    plain = await bookings.complete_booking(same.id, actor=cleaner, settings=settings)
+    # then the first is priced for 3.25 hours (tax on top, the take out of it) and the quote is kept
+    assert (done.hours, done.subtotal_minor, done.tax_minor, done.amount_minor, done.platform_fee_minor) == (
+        Decimal("3.25"), 6500, 1300, 7800, 975)
+    assert (done.quoted_hours, done.quoted_subtotal_minor, done.quoted_tax_minor, done.quoted_amount_minor) == (
+        Decimal("2"), 4000, 800, 4800)
+    assert (plain.hours, plain.amount_minor, plain.quoted_amount_minor) == (Decimal("2"), 4800, 4800)
+    # and the completion is audited and announced with both prices
+    audit = await AuditLog.get(entity_id=str(longer.id), action="booking.complete")
+    assert (audit.after["quoted_amount_minor"], audit.after["amount_minor"]) == (4800, 7800)
+    event = await OutboxEvent.get(type="booking.completed", payload__contains={"booking_id": str(longer.id)})
+    assert (event.payload["quoted_hours"], event.payload["hours"]) == ("2.00", "3.25")
+
+
+async def test_hours_over_the_extra_limit_are_refused_and_the_booking_stays_in_progress(db, settings):
+    cleaner, client = await bookable_cleaner(settings), await make_user(settings, "client")
+    booking = await bookings.create_booking(actor=client, settings=settings, request=request_for(cleaner, tomorrow_at(9)))
+    for move in (bookings.accept_booking, bookings.mark_on_the_way, bookings.start_booking):
+        await move(booking.id, actor=cleaner, settings=settings)
+    one_extra = settings.model_copy(update={"booking_max_extra_hours": 1})
+    with pytest.raises(Invalid) as refused:
+        await bookings.complete_booking(booking.id, actor=cleaner, settings=one_extra, hours="3.25")
+    assert ([e.field for e in refused.value.errors], refused.value.code) == (["hours"], "over_extra_hours")
+    row = await Booking.get(id=booking.id)
+    assert (row.state, row.amount_minor) == ("in_progress", 4800)
+    assert not await OutboxEvent.filter(type="booking.completed",
+                                        payload__contains={"booking_id": str(booking.id)}).exists()

@@ -126,6 +126,7 @@ class BookingView(TortoiseModelView):
         HasOne("cleaner", key="user"),
         HasOne("service", key="service-type"),
         TextAreaField("address"),
+        StringField("city"),
         IntegerField("amount_minor", label="Price (minor units)"),
         IntegerField("quoted_amount_minor", label="Quoted price (minor units)", exclude_from_list=True),
         StringField("currency", exclude_from_list=True),
@@ -144,7 +145,7 @@ class BookingView(TortoiseModelView):
     ]
     # Text search runs over the id and the address; the other fields are offered as filters.
     searchable_fields = ["id", "address", "state", "payment_status", "starts_at", "client", "cleaner", "service",
-                         "created_at", "counts_against_cleaner"]
+                         "created_at", "counts_against_cleaner", "city"]
     sortable_fields = ["state", "starts_at", "amount_minor", "created_at"]
     fields_default_sort = [("starts_at", True)]
     inlines = [BookingTimeline]

@@ -7,6 +7,7 @@ rates are basis points (1 bp = 0.01 %), so no float ever touches a price.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -271,10 +272,40 @@ class Place:
     address: str
     lat: float | None
     lng: float | None
+    city: str | None = None
 
 
-def check_place(*, address: str, lat: float | None, lng: float | None) -> Place:
-    """Where the cleaning happens: an address, and coordinates (both or neither) in range."""
+MAX_CITY_LENGTH = 100
+# A UK-style postcode at the end of an address part ("London SW1A 1AA"), or a part that is only
+# digits and letters in postcode shape; what is left of the last such part is the town.
+_POSTCODE = re.compile(r"\s*\b[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}\b\s*$|\s*\b\d{4,6}\b\s*", re.IGNORECASE)
+
+
+def city_of(address: str) -> str | None:
+    """The town an address names: its last comma-separated part with letters, without a postcode.
+
+    Apps should send `city` from their geocoder; this is the fallback for a free-text address
+    ("Flat 2, 10 High Street, Leeds LS1 4AP" → "Leeds"). None when no part looks like a town.
+    """
+    for part in reversed(address.split(",")):
+        town = " ".join(_POSTCODE.sub(" ", part).split())
+        if town and not any(ch.isdigit() for ch in town) and any(ch.isalpha() for ch in town):
+            return town[:MAX_CITY_LENGTH]
+    return None
+
+
+def check_city(raw: str | None, *, address: str) -> str | None:
+    """The booking's city: the one sent (trimmed, checked), else the one the address names."""
+    if raw is None or not raw.strip():
+        return city_of(address)
+    city = " ".join(check_text(raw, field="city").split())
+    if len(city) > MAX_CITY_LENGTH:
+        raise Invalid(f"must be at most {MAX_CITY_LENGTH} characters", field="city")
+    return city
+
+
+def check_place(*, address: str, lat: float | None, lng: float | None, city: str | None = None) -> Place:
+    """Where the cleaning happens: an address, its city, and coordinates (both or neither) in range."""
     address = " ".join(check_text(address, field="address").split())
     if not address:
         raise Invalid("must not be empty", field="address")
@@ -286,7 +317,7 @@ def check_place(*, address: str, lat: float | None, lng: float | None) -> Place:
         raise Invalid("must be between -90 and 90", field="lat")
     if lng is not None and not -180 <= lng <= 180:
         raise Invalid("must be between -180 and 180", field="lng")
-    return Place(address, lat, lng)
+    return Place(address, lat, lng, check_city(city, address=address))
 
 
 def check_notes(raw: str) -> str:

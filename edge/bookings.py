@@ -38,6 +38,8 @@ class QuoteBody(Body):
 class BookingBody(QuoteBody):
     start: str = Field(max_length=64, description="ISO 8601 with an offset, on a whole minute")
     address: str = Field(max_length=1000)
+    city: str | None = Field(default=None, max_length=100,
+                             description="the town, from the app's geocoder; read off the address when absent")
     lat: float | None = None
     lng: float | None = None
     notes: str = Field(default="", max_length=4000)
@@ -100,7 +102,7 @@ def booking_json(booking: Booking, party: Party, timeline: list[BookingTransitio
         "cleaner_id": str(booking.cleaner_id), "service": booking.service_id,
         "start": booking.starts_at.isoformat(), "end": booking.ends_at.isoformat(), "hours": str(booking.hours),
         "price": price_json(booking, party),
-        "address": booking.address, "location": ({"lat": booking.lat, "lng": booking.lng}
+        "address": booking.address, "city": booking.city, "location": ({"lat": booking.lat, "lng": booking.lng}
                                                  if booking.lat is not None else None),
         "notes": booking.notes, "created_at": booking.created_at.isoformat(), **when,
         "payment": {"status": booking.payment_status, "captured": money(booking.captured_minor, c),
@@ -143,7 +145,7 @@ async def create(request: Request) -> HTTPResponse:
                                          request=bookings.BookingRequest(
         cleaner_id=parse_uuid(body.cleaner_id, field="cleaner_id"), service=body.service,
         start=_parse_start(body.start), hours=parse_hours(body.hours, max_hours=settings.booking_max_hours),
-        address=body.address, lat=body.lat, lng=body.lng, notes=body.notes,
+        address=body.address, city=body.city, lat=body.lat, lng=body.lng, notes=body.notes,
         payment_method_id=body.payment_method_id))
     return json({"booking": booking_json(made, Party.CLIENT)}, status=201)
 

@@ -86,6 +86,7 @@ class BookingRequest:
     lng: float | None
     notes: str = ""
     payment_method_id: str | None = None  # a saved card (pm_...); required when payments are on
+    city: str | None = None  # from the app's geocoder; read off the address when absent
 
 
 def _slot_taken() -> Conflict:
@@ -164,7 +165,7 @@ async def create_booking(*, actor: User, request: BookingRequest, settings: Sett
     now = utcnow()
     start = check_start(request.start, now=now, min_lead=timedelta(seconds=settings.booking_min_lead_s),
                         max_advance=timedelta(days=settings.booking_max_advance_days))
-    place = check_place(address=request.address, lat=request.lat, lng=request.lng)
+    place = check_place(address=request.address, lat=request.lat, lng=request.lng, city=request.city)
     notes = check_notes(request.notes)
     profile, kind, rate = await _bookable(request.cleaner_id, request.service)
     quote = _quote(kind, rate, request.hours, settings)
@@ -192,7 +193,7 @@ async def create_booking(*, actor: User, request: BookingRequest, settings: Sett
                 amount_minor=quote.amount_minor, currency=quote.currency, quoted_hours=quote.hours,
                 quoted_subtotal_minor=quote.subtotal_minor, quoted_tax_minor=quote.tax_minor,
                 quoted_amount_minor=quote.amount_minor, held_minor=quote.amount_minor if intent_id else 0,
-                travel_buffer_minutes=profile.travel_buffer_minutes, address=place.address, lat=place.lat,
+                travel_buffer_minutes=profile.travel_buffer_minutes, address=place.address, city=place.city, lat=place.lat,
                 lng=place.lng, notes=notes, payment_intent_id=intent_id,
                 payment_status=PaymentStatus.AUTHORIZED if intent_id else PaymentStatus.NONE, using_db=tx)
             await _record(tx, booking, action=None, before=None, party=Party.CLIENT, actor_id=actor.id)

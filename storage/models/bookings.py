@@ -37,6 +37,7 @@ class Booking(Model):
     currency = fields.CharField(max_length=3, default="GBP")
     travel_buffer_minutes = fields.IntField(default=0)
     address = fields.TextField(default="")
+    city = fields.CharField(max_length=100, null=True)  # for staff filters and reports
     lat = fields.FloatField(null=True)
     lng = fields.FloatField(null=True)
     notes = fields.TextField(default="")

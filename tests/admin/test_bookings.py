@@ -41,7 +41,7 @@ async def test_bookings_list_filters_by_state_dates_parties_and_finds_by_id_or_a
         return page.text
 
     day_after = tomorrow_at(0, days=2)
-    # when staff filter by state, by date range, by cleaner and by client, and search
+    # when staff filter by state, by date range, by cleaner, by client and by city, and search
     by_state = await listed(filter=f"state__eq=accepted AND cleaner__eq={later.cleaner_id}")
     by_dates = await listed(filter=f"starts_at__between={day_after.isoformat()}.."
                                    f"{(day_after + timedelta(days=1)).isoformat()}")
@@ -49,6 +49,8 @@ async def test_bookings_list_filters_by_state_dates_parties_and_finds_by_id_or_a
     by_id = await listed(q=str(later.id))
     by_address = await listed(q="filterable lane")
     nobody = await listed(filter="cleaner__eq=not-a-user-id")
+    by_city = await listed(filter=f"city__eq=Leeds AND client__eq={later.client_id}")
+    other_city = await listed(filter=f"city__eq=London AND client__eq={later.client_id}")
 
     # then each shows exactly the booking it describes
     assert str(later.id) in by_state and str(tomorrow.id) not in by_state
@@ -57,6 +59,7 @@ async def test_bookings_list_filters_by_state_dates_parties_and_finds_by_id_or_a
     assert str(later.id) in by_id and str(tomorrow.id) not in by_id
     assert str(later.id) in by_address and str(tomorrow.id) not in by_address
     assert str(later.id) not in nobody and str(tomorrow.id) not in nobody
+    assert str(later.id) in by_city and str(later.id) not in other_city
 
 
 async def test_staff_cancel_a_booking_for_free_and_the_timeline_shows_it(

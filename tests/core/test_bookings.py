@@ -11,8 +11,10 @@ from core.bookings import (
     BookingState,
     Party,
     cancellation_outcome,
+    check_place,
     check_reason,
     check_transition,
+    city_of,
     parse_hours,
     party_of,
     quote_price,
@@ -174,3 +176,28 @@ def test_a_late_fee_keeps_the_platform_s_proportion():
     assert fee_application_share(fee_minor=2400, amount_minor=4800, application_fee_minor=1440) == 720
     assert fee_application_share(fee_minor=1, amount_minor=3, application_fee_minor=3) == 1
     assert fee_application_share(fee_minor=0, amount_minor=0, application_fee_minor=0) == 0
+
+
+# --- the city of a booking ---
+
+
+@pytest.mark.parametrize(("address", "city"), [
+    ("Flat 2, 10 High Street, Leeds LS1 4AP", "Leeds"),
+    ("1 Test Street, London", "London"),
+    ("1 Test Street, London SW1A 1AA", "London"),
+    ("221B Baker Street, London, NW1 6XE", "London"),
+    ("Kastanienallee 12, 10435 Berlin", "Berlin"),
+    ("12 Rue de Rivoli, 75001 Paris, France", "France"),  # a country last: apps should send city
+    ("42", None),
+    ("", None),
+])
+def test_the_city_is_read_off_a_free_text_address(address, city):
+    assert city_of(address) == city
+
+
+def test_a_city_sent_by_the_app_wins_and_is_checked():
+    assert check_place(address="1 Rue X, 75001 Paris, France", lat=None, lng=None, city=" Paris ").city == "Paris"
+    assert check_place(address="1 Test Street, Leeds", lat=None, lng=None).city == "Leeds"
+    with pytest.raises(Invalid) as caught:
+        check_place(address="1 Test Street, Leeds", lat=None, lng=None, city="x" * 101)
+    assert [e.field for e in caught.value.errors] == ["city"]

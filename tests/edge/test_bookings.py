@@ -44,7 +44,7 @@ async def test_a_client_books_and_the_cleaner_takes_it_from_accept_to_complete(a
     assert "cleaner_payout" not in booking["price"] and "navigation" not in booking
     # and the cleaner sees where to go, with links their maps app opens
     seen = api.get(f"/api/v1/bookings/{booking['id']}", headers=cleaner.auth).json()["booking"]
-    assert seen["address"] == "221B Baker Street, London"
+    assert (seen["address"], seen["city"]) == ("221B Baker Street, London", "London")
     assert seen["location"] == {"lat": 51.523767, "lng": -0.158555}
     assert seen["navigation"]["geo"].startswith("geo:51.523767,-0.158555")
     assert seen["navigation"]["google_maps"].startswith("https://www.google.com/maps/dir/?api=1&destination=")

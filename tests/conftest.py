@@ -18,6 +18,7 @@ import pytest_asyncio
 
 from core.settings import Settings, get_settings
 from tests.fakes.oauth import OAuthFake
+from tests.fakes.stripe import StripeFake
 from tests.stack import (
     EdgeProcess,
     create_database,
@@ -53,6 +54,16 @@ TEST_ENV = {
     "SPOTLESS_FACEBOOK_APP_ID": "424242",
     "SPOTLESS_FACEBOOK_APP_SECRET": "facebook-app-secret-for-tests",
 }
+
+
+@pytest.fixture(scope="module")
+def stripe_fake() -> Iterator[StripeFake]:
+    """A local Stripe API (tests/fakes/stripe.py) for the modules that take payments: its own per
+    module, so what one module's tests made (customers, intents, refunds) never shows in another's."""
+    fake = StripeFake()
+    fake.start()
+    yield fake
+    fake.stop()
 
 
 @pytest.fixture(scope="session")

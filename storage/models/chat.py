@@ -3,13 +3,13 @@ and image attachments (processed by the images job like completion evidence)."""
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 from tortoise import fields
 from tortoise.models import Model
 
 from storage.models.accounts import User
+from storage.models.images import UploadedImage
 
 
 class Conversation(Model):
@@ -44,7 +44,7 @@ class ChatMessage(Model):
         unique_together = (("conversation", "seq"), ("conversation", "sender", "client_msg_id"))
 
 
-class ChatAttachment(Model):
+class ChatAttachment(UploadedImage):
     """One image sent in a conversation. `storage_key` is the original until processed, then its
     EXIF-free copy (the columns are booking_evidence's, so the images job treats both alike)."""
 
@@ -53,20 +53,6 @@ class ChatAttachment(Model):
         "models.Conversation", related_name="attachments", on_delete=fields.CASCADE)
     uploaded_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "models.User", related_name=False, null=True, on_delete=fields.SET_NULL)
-    storage_key = fields.CharField(max_length=300)
-    content_type = fields.CharField(max_length=64)
-    size_bytes = fields.IntField()
-    sha256 = fields.CharField(max_length=64)
-    status = fields.CharField(max_length=16, default="processing")
-    refused_reason = fields.TextField(null=True)
-    width = fields.IntField(null=True)
-    height = fields.IntField(null=True)
-    captured_at = fields.DatetimeField(null=True)
-    gps_lat = fields.FloatField(null=True)
-    gps_lng = fields.FloatField(null=True)
-    thumbnails: Any = fields.JSONField(default=dict)
-    processed_at = fields.DatetimeField(null=True)
-    created_at = fields.DatetimeField(auto_now_add=True)
 
     conversation_id: UUID
     uploaded_by_id: UUID | None

@@ -128,14 +128,6 @@ async def test_bookings_cannot_be_created_or_edited_from_the_dashboard(dashboard
 
 
 @pytest.fixture(scope="module")
-def stripe_fake() -> Iterator[StripeFake]:
-    fake = StripeFake()
-    fake.start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
 def paid_admin(services: dict[str, str], tmp_root: Path, stripe_fake: StripeFake) -> Iterator[AdminProcess]:
     process = start_admin({**services, "SPOTLESS_STRIPE_API_KEY": API_KEY,
                            "SPOTLESS_STRIPE_API_BASE": stripe_fake.url}, tmp_root)

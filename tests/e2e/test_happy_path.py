@@ -41,14 +41,6 @@ WEBHOOK_SECRET = "whsec_spotless_e2e_secret"
 
 
 @pytest.fixture(scope="module")
-def stripe_fake() -> Iterator[StripeFake]:
-    fake = StripeFake()
-    fake.start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
 def stack_env(services: dict[str, str], stripe_fake: StripeFake) -> dict[str, str]:
     return {**services, "SPOTLESS_STRIPE_API_KEY": API_KEY, "SPOTLESS_STRIPE_API_BASE": stripe_fake.url,
             "SPOTLESS_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET}

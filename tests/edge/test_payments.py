@@ -27,14 +27,6 @@ WEBHOOK_SECRET = "whsec_spotless_test_secret"
 
 
 @pytest.fixture(scope="module")
-def stripe_fake() -> Iterator[StripeFake]:
-    fake = StripeFake()
-    fake.start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
 def paid_edge(services: dict[str, str], tmp_root: Path, stripe_fake: StripeFake) -> Iterator[EdgeProcess]:
     """An edge with payments on, pointed at the fake."""
     process = start_edge({**services, "SPOTLESS_STRIPE_API_KEY": API_KEY,

@@ -5,7 +5,6 @@ the local Stripe fake (which fails the first capture, then succeeds)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -21,14 +20,6 @@ from tests.storage.test_bookings import bookable_cleaner, make_user, request_for
 
 WEBHOOK_SECRET = "whsec_capture_retry_test"
 BASE_S = 60
-
-
-@pytest.fixture(scope="module")
-def stripe_fake() -> Iterator[StripeFake]:
-    fake = StripeFake()
-    fake.start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

@@ -24,14 +24,6 @@ TIMEOUT_MS = 30_000
 
 
 @pytest.fixture(scope="module")
-def stripe_fake() -> Iterator[StripeFake]:
-    fake = StripeFake()
-    fake.start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
 def browser_admin(services: dict[str, str], tmp_root: Path, stripe_fake: StripeFake) -> Iterator[AdminProcess]:
     process = start_admin({**services, "SPOTLESS_STRIPE_API_KEY": API_KEY,
                            "SPOTLESS_STRIPE_API_BASE": stripe_fake.url}, tmp_root)

@@ -29,6 +29,7 @@ from tortoise.exceptions import IntegrityError
 
 from actors.clients import Coalescer
 from actors.runtime import shard_options
+from actors.status import process_facts
 from core.channels import BookingParties, conversation_channel
 from core.chat import check_attachment, check_message, next_seqs, read_cursor_after
 from core.errors import Conflict, Invalid, NotFound, Unavailable
@@ -289,6 +290,10 @@ class ConversationShard:
             await self._publish(conversation_id, RealtimeEvent.CHAT_READ,
                                 {"user_id": user_id, "seq": conversation.cursors[user_id]})
             return {"seq": conversation.cursors[user_id]}
+
+    async def describe(self) -> dict[str, Any]:
+        """What `spotless actors status` shows: conversations in memory, and where it runs."""
+        return {"entities": len(self.conversations), **process_facts()}
 
     async def pid(self) -> int:
         return os.getpid()

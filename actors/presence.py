@@ -31,6 +31,7 @@ import asyncpg
 import ray
 
 from actors.runtime import shard_options
+from actors.status import process_facts
 from core.cleaner_presence import WATCHING_STATES, Watcher, presence_broadcasts
 from core.events import RealtimeEvent, realtime_subject
 from core.realtime import fanout_message, parse_apps
@@ -209,6 +210,11 @@ class PresenceShard:
                 await self.notify()
             except Exception:
                 log.exception("presence shard %d could not notify watchers", self.shard)
+
+    async def describe(self) -> dict[str, Any]:
+        """What `spotless actors status` shows: cleaners heard from, and where this process runs."""
+        await self._ensure_loaded()
+        return {"entities": len(self.seen), **process_facts()}
 
     async def pid(self) -> int:
         return os.getpid()

@@ -29,6 +29,7 @@ from typing import Any
 import ray
 
 from actors.runtime import shard_options
+from actors.status import process_facts
 from core.events import realtime_subject
 from core.realtime import fanout_message, shard_of_channel
 from core.settings import Settings
@@ -148,6 +149,10 @@ class PresenceChannelShard:
 
     async def members(self, app_id: str, channel: str) -> dict[str, Any]:
         return {uid: m["info"] for uid, m in self.channels.get((app_id, channel), {}).items()}
+
+    async def describe(self) -> dict[str, Any]:
+        """What `spotless actors status` shows: presence channels with members, and where it runs."""
+        return {"entities": len(self.channels), **process_facts()}
 
     async def pid(self) -> int:
         return os.getpid()

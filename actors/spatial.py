@@ -32,6 +32,7 @@ import ray
 import shapely
 
 from actors.runtime import shard_options
+from actors.status import process_facts
 from core.geometry import haversine_m
 from core.settings import Settings
 from core.sharding import shards_of_box
@@ -268,6 +269,11 @@ class SpatialShard:
         self._schedule_rebuild()
         assert self.rebuilding is not None
         await self.rebuilding
+
+    async def describe(self) -> dict[str, Any]:
+        """What `spotless actors status` shows: areas held, and where this process runs."""
+        await self._ensure_loaded()
+        return {"entities": sum(1 for _, e in self.areas.values() if e[1] is not None), **process_facts()}
 
     async def pid(self) -> int:
         import os

@@ -63,6 +63,25 @@ def cmd_dev(args: argparse.Namespace) -> None:
     sys.exit(run_dev(get_settings(), seed=args.seed))
 
 
+def cmd_actors_status(args: argparse.Namespace) -> None:
+    """Print every shard actor: kind, name, state, entities, memory, host, pid, node."""
+    settings = get_settings()
+    if not settings.ray_address:
+        raise SystemExit("spotless actors status: set RAY_ADDRESS to the cluster's address "
+                         "(`spotless dev` prints its local one)")
+    from actors.runtime import connect, disconnect
+    from actors.status import render, shard_status
+
+    connect(settings)
+    try:
+        rows = asyncio.run(shard_status(settings))
+    finally:
+        disconnect()
+    print(render(rows))
+    if any(row.state.startswith("no answer") for row in rows):
+        sys.exit(1)
+
+
 def cmd_make_admin(args: argparse.Namespace) -> None:
     from storage import accounts
     from storage.db import close_database, open_database
@@ -115,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=cmd_worker)
     sub.add_parser("relay", help="publish outbox events to JetStream").set_defaults(
         func=lambda args: cmd_worker(argparse.Namespace(kinds=["relay"])))
+
+    actors = sub.add_parser("actors", help="inspect the shard actors on the Ray cluster")
+    actors_sub = actors.add_subparsers(dest="actors_command", required=True)
+    actors_sub.add_parser("status", help="every shard: its node, entity count and memory").set_defaults(
+        func=cmd_actors_status)
 
     users = sub.add_parser("users", help="manage accounts")
     users_sub = users.add_subparsers(dest="users_command", required=True)

@@ -1,0 +1,76 @@
+"""`spotless actors status`: every shard actor of each kind, where it runs and what it holds.
+
+Each shard answers `describe()` with its entity count plus `process_facts()` (node, host, pid,
+resident memory), so the report needs nothing but the shards' names, which are a pure function
+of the settings (the same names the edge and workers use to find them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+import ray
+
+from core.settings import Settings
+
+
+def process_facts() -> dict[str, Any]:
+    """Where the calling actor runs and how much memory its process holds."""
+    return {"node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
+            "pid": os.getpid(), "rss_bytes": psutil.Process().memory_info().rss}
+
+
+@dataclass(frozen=True)
+class ShardRow:
+    kind: str
+    name: str
+    state: str  # "alive", "not started" (nobody has used it yet) or "no answer: <why>"
+    facts: dict[str, Any]
+
+
+def shard_names(settings: Settings) -> list[tuple[str, str]]:
+    """(kind, actor name) of every shard the settings call for, in a stable order."""
+    kinds = [
+        ("spatial", settings.spatial_shard_prefix, settings.spatial_shards),
+        ("presence", settings.presence_shard_prefix, settings.presence_shards),
+        ("conversations", "conversations", settings.conversation_shards),
+        ("presence-channels", "presence-channels", settings.presence_channel_shards),
+    ]
+    return [(kind, f"{prefix}-{n}-of-{count}") for kind, prefix, count in kinds for n in range(count)]
+
+
+async def shard_status(settings: Settings, *, timeout_s: float = 10.0) -> list[ShardRow]:
+    """Ask every shard at once; a shard that is missing or silent is reported, never raised."""
+
+    async def one(kind: str, name: str) -> ShardRow:
+        try:
+            actor = ray.get_actor(name, namespace=settings.ray_namespace)
+        except ValueError:
+            return ShardRow(kind, name, "not started", {})
+        try:
+            facts = await asyncio.wait_for(actor.describe.remote(), timeout_s)
+        except Exception as exc:  # a dead or restarting actor: say which, keep going
+            return ShardRow(kind, name, f"no answer: {type(exc).__name__}", {})
+        return ShardRow(kind, name, "alive", facts)
+
+    return list(await asyncio.gather(*(one(kind, name) for kind, name in shard_names(settings))))
+
+
+def render(rows: list[ShardRow]) -> str:
+    """The table `spotless actors status` prints."""
+    lines = [f"{'kind':<18} {'shard':<28} {'state':<12} {'entities':>9} {'rss MiB':>8}  {'host':<20} {'pid':>7}  node"]
+    for row in rows:
+        f = row.facts
+        rss = f"{f['rss_bytes'] / 2**20:.0f}" if "rss_bytes" in f else "-"
+        lines.append(f"{row.kind:<18} {row.name:<28} {row.state:<12} {f.get('entities', '-')!s:>9} {rss:>8}  "
+                     f"{f.get('host', '-'):<20} {f.get('pid', '-')!s:>7}  {f.get('node_id', '-')}")
+    alive = [r for r in rows if r.state == "alive"]
+    lines.append(f"{len(alive)} of {len(rows)} shards alive; "
+                 f"{sum(r.facts.get('entities', 0) for r in alive)} entities; "
+                 f"{sum(r.facts.get('rss_bytes', 0) for r in alive) / 2**20:.0f} MiB resident")
+    return "\n".join(lines)

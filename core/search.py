@@ -37,6 +37,16 @@ class RankKey:
             raise Invalid("cursor is not one this API issued", field="cursor") from None
 
 
+def ranking_rating(average: Decimal, count: int, *, prior_mean: float, prior_weight: int) -> Decimal:
+    """The rating search ranks by: the average of `count` reviews, pulled towards `prior_mean` as if
+    there were `prior_weight` more reviews of exactly that (a Bayesian average). Few reviews move a
+    cleaner little; many reviews speak for themselves; no reviews rank at the prior."""
+    if count <= 0 and prior_weight <= 0:
+        return Decimal(0)
+    total = Decimal(str(prior_mean)) * prior_weight + average * count
+    return (total / (prior_weight + count)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+
+
 def page_after(keys: Sequence[RankKey], after: RankKey | None, limit: int) -> tuple[list[int], RankKey | None]:
     """Indexes (into `keys`) of the next page in rank order, and the key to resume after."""
     order = sorted(range(len(keys)), key=lambda i: keys[i].sort_tuple())

@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     service_area_max_vertices: int = 2000
     service_area_max_km2: float = 5000.0
     search_max_hours: int = 12
+    # Search ranks by a rating pulled towards this mean by this many imaginary reviews, so one 5-star
+    # review does not outrank 4.9 from a hundred, and a new cleaner starts mid-table.
+    search_rating_prior_mean: float = Field(default=4.0, ge=1, le=5)
+    search_rating_prior_weight: int = Field(default=5, ge=0)
 
     # --- jobs (outbox relay, JetStream workers, scheduler, e-mail, push, images) ---
     jetstream_prefix: str = "spotless"  # streams, consumers and subjects start with it

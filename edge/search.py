@@ -22,7 +22,7 @@ from sanic_ext import openapi
 from core.availability import is_free
 from core.errors import Invalid
 from core.pagination import decode_cursor, encode_cursor, parse_limit
-from core.search import RankKey, page_after, parse_hours, window_price_minor
+from core.search import RankKey, page_after, parse_hours, ranking_rating, window_price_minor
 from core.settings import Settings
 from edge.auth import authenticated
 from edge.supply import photo_urls
@@ -84,7 +84,9 @@ async def search_cleaners(request: Request) -> HTTPResponse:
                                      travel_buffer_minutes=c.travel_buffer_minutes,
                                      start=window[0], end=window[1])
     ]
-    keys = [RankKey(c.rating_avg, distance[c.cleaner_id], c.cleaner_id) for c in shown]
+    keys = [RankKey(ranking_rating(c.rating_avg, c.rating_count, prior_mean=settings.search_rating_prior_mean,
+                                   prior_weight=settings.search_rating_prior_weight),
+                    distance[c.cleaner_id], c.cleaner_id) for c in shown]
     page, resume = page_after(keys, after, limit)
     online = await request.app.ctx.presence.online([shown[i].cleaner_id for i in page])
     items: list[dict[str, Any]] = []

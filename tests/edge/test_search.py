@@ -162,3 +162,18 @@ def test_a_heartbeat_needs_a_place_and_a_cleaner(api, make_account):
     assert api.post("/api/v1/cleaner/presence", headers=cleaner.auth, json={"lat": 100, "lng": 0}).status_code == 422
     assert api.post("/api/v1/cleaner/presence", headers=cleaner.auth, json={"lat": "1", "lng": 0}).status_code == 422
     assert api.post("/api/v1/cleaner/presence", headers=client.auth, json={"lat": 1, "lng": 0}).status_code == 403
+
+
+async def test_few_reviews_count_for_little_in_the_ranking(api, db, settings, make_account):
+    # given two cleaners at the same place: one with a single 5-star review, one with 4.9 from 100
+    lat, lng = somewhere()
+    staff = await make_staff(api, settings)
+    lucky = await make_cleaner(api, make_account, staff, area=square(lat, lng))
+    proven = await make_cleaner(api, make_account, staff, area=square(lat, lng))
+    await CleanerProfile.filter(user_id=lucky.id).update(rating_avg=5, rating_count=1)
+    await CleanerProfile.filter(user_id=proven.id).update(rating_avg=4.9, rating_count=100)
+    # when a client searches there
+    found = search(api, make_account(role="client"), lat=lat, lng=lng)["data"]
+    # then the proven cleaner comes first, and both show their real averages and counts
+    assert [(c["cleaner_id"], c["rating_avg"], c["rating_count"]) for c in found] == [
+        (proven.id, "4.90", 100), (lucky.id, "5.00", 1)]

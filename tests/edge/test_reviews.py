@@ -153,25 +153,27 @@ async def test_a_cleaners_reviews_page_newest_first_and_concurrent_reviews_all_c
 
 async def test_ratings_rank_search_and_a_hidden_review_leaves_the_rating_and_the_page(api, db, settings,
                                                                                      make_account):
-    # given two cleaners serving the same place, the nearer one rated 3, the farther one rated 5
+    # given two cleaners serving the same place, the nearer one rated 4, the farther one rated 5
+    # (one review each: search ranks by the average pulled towards the 4.0 prior, so 4.17 and 4.0)
     lat, lng = somewhere()
     near, far = await bookable(make_account, settings), await bookable(make_account, settings)
     for cleaner, area in ((near, square(lat, lng)), (far, square(lat + 0.04, lng, 0.08))):
         assert api.put("/api/v1/cleaner/service-area", headers=cleaner.auth, json=area).status_code == 200
     client = make_account(role="client")
     near_booking, far_booking = completed(api, client, near), completed(api, client, far, hour=14)
-    assert review(api, client, near_booking, rating=3).status_code == 201
+    assert review(api, client, near_booking, rating=4).status_code == 201
     far_review = review(api, client, far_booking, rating=5, text="rude words").json()["review"]
     # when a client searches there
     ranked = search(api, client, lat=lat, lng=lng)
     # then the better rated one comes first, with its rating
     assert [(i["cleaner_id"], i["rating_avg"], i["rating_count"]) for i in ranked["data"]] == [
-        (far.id, "5.00", 1), (near.id, "3.00", 1)]
+        (far.id, "5.00", 1), (near.id, "4.00", 1)]
 
     # when staff hide the 5-star review
     staff = await make_user(settings, "admin")
     await reviews.set_review_hidden(UUID(far_review["id"]), actor=staff, hidden=True, reason="abusive")
-    # then it leaves the cleaner's page and rating, and search ranks by what is left
+    # then it leaves the cleaner's page and rating, and search ranks by what is left (an unrated
+    # cleaner sits at the prior, level with the nearer one, who wins on distance)
     assert api.get(f"/api/v1/cleaners/{far.id}/reviews").json()["data"] == []
     assert await rating_of(far) == (0.0, 0)
     assert [i["cleaner_id"] for i in search(api, client, lat=lat, lng=lng)["data"]] == [near.id, far.id]

@@ -28,7 +28,7 @@ import ray
 from tortoise.exceptions import IntegrityError
 
 from actors.clients import Coalescer
-from actors.runtime import shard_options
+from actors.runtime import shard_name, shard_options
 from actors.status import process_facts
 from core.channels import BookingParties, conversation_channel
 from core.chat import check_attachment, check_message, next_seqs, read_cursor_after
@@ -302,10 +302,13 @@ class ConversationShard:
         return {"calls": self.calls, "items": self.items, "conversations": len(self.conversations)}
 
 
+CONVERSATIONS_PREFIX = "conversations"
+
+
 def conversation_shard(settings: Settings, shard: int) -> Any:
     count = settings.conversation_shards
     return ConversationShard.options(  # type: ignore[attr-defined]
-        **shard_options(settings, f"conversations-{shard}-of-{count}", max_concurrency=256)
+        **shard_options(settings, shard_name(CONVERSATIONS_PREFIX, shard, count), max_concurrency=256)
     ).remote(settings, shard, count)
 
 

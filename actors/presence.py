@@ -30,7 +30,7 @@ from typing import Any
 import asyncpg
 import ray
 
-from actors.runtime import shard_options
+from actors.runtime import shard_name, shard_options
 from actors.status import process_facts
 from core.cleaner_presence import WATCHING_STATES, Watcher, presence_broadcasts
 from core.events import RealtimeEvent, realtime_subject
@@ -222,6 +222,6 @@ class PresenceShard:
 
 def presence_shard(settings: Settings, shard: int, *, prefix: str | None = None) -> Any:
     count = settings.presence_shards
-    name = f"{prefix or settings.presence_shard_prefix}-{shard}-of-{count}"
+    name = shard_name(prefix or settings.presence_shard_prefix, shard, count)
     return PresenceShard.options(**shard_options(settings, name)).remote(  # type: ignore[attr-defined]
         settings, shard, count)

@@ -28,7 +28,7 @@ from typing import Any
 
 import ray
 
-from actors.runtime import shard_options
+from actors.runtime import shard_name, shard_options
 from actors.status import process_facts
 from core.events import realtime_subject
 from core.realtime import fanout_message, shard_of_channel
@@ -161,13 +161,16 @@ class PresenceChannelShard:
 _handles: dict[tuple[str, int, int], Any] = {}
 
 
+PRESENCE_CHANNELS_PREFIX = "presence-channels"
+
+
 def presence_channel_shard_at(settings: Settings, shard: int) -> Any:
     """Shard number `shard` (created on first use, then cached in this process)."""
     count = settings.presence_channel_shards
     key = (settings.ray_namespace, shard, count)
     if key not in _handles:
         _handles[key] = PresenceChannelShard.options(  # type: ignore[attr-defined]
-            **shard_options(settings, f"presence-channels-{shard}-of-{count}", max_concurrency=1000,
+            **shard_options(settings, shard_name(PRESENCE_CHANNELS_PREFIX, shard, count), max_concurrency=1000,
                             max_task_retries=0)
         ).remote(settings, shard)
     return _handles[key]

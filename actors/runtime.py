@@ -39,6 +39,11 @@ async def ping(timeout_s: float = 2.0) -> None:
     await asyncio.wait_for(loop.run_in_executor(None, ray.cluster_resources), timeout_s)
 
 
+def shard_name(prefix: str, shard: int, count: int) -> str:
+    """The Ray name of shard `shard` of `count` of one kind: how every process finds it."""
+    return f"{prefix}-{shard}-of-{count}"
+
+
 def shard_options(
     settings: Settings, name: str, *, max_concurrency: int = 64, max_task_retries: int = 3
 ) -> dict[str, object]:

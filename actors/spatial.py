@@ -31,7 +31,7 @@ import numpy as np
 import ray
 import shapely
 
-from actors.runtime import shard_options
+from actors.runtime import shard_name, shard_options
 from actors.status import process_facts
 from core.geometry import haversine_m
 from core.settings import Settings
@@ -284,6 +284,6 @@ class SpatialShard:
 def spatial_shard(settings: Settings, shard: int, *, prefix: str | None = None) -> Any:
     """The handle of one named spatial shard, created on first use."""
     count = settings.spatial_shards
-    name = f"{prefix or settings.spatial_shard_prefix}-{shard}-of-{count}"
+    name = shard_name(prefix or settings.spatial_shard_prefix, shard, count)
     return SpatialShard.options(**shard_options(settings, name)).remote(  # type: ignore[attr-defined]
         settings, shard, count)

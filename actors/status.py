@@ -16,6 +16,7 @@ from typing import Any
 import psutil
 import ray
 
+from actors.runtime import shard_name
 from core.settings import Settings
 
 
@@ -35,13 +36,16 @@ class ShardRow:
 
 def shard_names(settings: Settings) -> list[tuple[str, str]]:
     """(kind, actor name) of every shard the settings call for, in a stable order."""
+    from actors.conversations import CONVERSATIONS_PREFIX
+    from actors.presence_channels import PRESENCE_CHANNELS_PREFIX
+
     kinds = [
         ("spatial", settings.spatial_shard_prefix, settings.spatial_shards),
         ("presence", settings.presence_shard_prefix, settings.presence_shards),
-        ("conversations", "conversations", settings.conversation_shards),
-        ("presence-channels", "presence-channels", settings.presence_channel_shards),
+        ("conversations", CONVERSATIONS_PREFIX, settings.conversation_shards),
+        ("presence-channels", PRESENCE_CHANNELS_PREFIX, settings.presence_channel_shards),
     ]
-    return [(kind, f"{prefix}-{n}-of-{count}") for kind, prefix, count in kinds for n in range(count)]
+    return [(kind, shard_name(prefix, n, count)) for kind, prefix, count in kinds for n in range(count)]
 
 
 async def shard_status(settings: Settings, *, timeout_s: float = 10.0) -> list[ShardRow]:

@@ -19,9 +19,8 @@ from tortoise.transactions import in_transaction
 
 from core.channels import Viewer
 from core.chat import ChatError, check_may_see_attachments
-from core.errors import Conflict, Invalid, NotFound
+from core.errors import NotFound
 from core.events import EventType
-from core.evidence import EvidenceStatus
 from core.ids import new_id
 from core.settings import Settings
 from core.supply import EXTENSIONS, IMAGE_TYPES, check_upload
@@ -72,14 +71,9 @@ async def read_attachment_file(conversation_id: str, attachment_id: UUID, *, vie
     attachment = await ChatAttachment.get_or_none(id=attachment_id, conversation_id=conversation_id)
     if attachment is None:
         raise NotFound("no such attachment", code=ChatError.ATTACHMENT_NOT_FOUND)
-    if attachment.status != EvidenceStatus.READY:
-        raise Conflict(f"the attachment is {attachment.status}; files are served once processed",
-                       code=f"attachment_{attachment.status}")
-    if size is None:
-        return attachment, attachment.content_type, await store.get(attachment.storage_key)
-    if size not in attachment.thumbnails:
-        raise Invalid(f"must be one of: {', '.join(sorted(attachment.thumbnails, key=int))}", field="size")
-    return attachment, "image/webp", await store.get(attachment.thumbnails[size])
+    content_type, data = await evidence.read_processed_image(attachment, size=size, store=store,
+                                                             noun="attachment", code_prefix="attachment")
+    return attachment, content_type, data
 
 
 # --- what the images job found (the columns and the rules are completion evidence's) ---

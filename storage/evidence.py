@@ -43,6 +43,7 @@ from storage.models import (
     ServiceType,
     User,
 )
+from storage.models.images import UploadedImage
 from storage.pagination import time_keyset_page
 
 EVIDENCE_PREFIX = "evidence"
@@ -117,14 +118,23 @@ async def read_evidence_file(booking_id: UUID, evidence_id: UUID, *, actor: User
     evidence = await BookingEvidence.get_or_none(id=evidence_id, booking_id=booking_id)
     if evidence is None:
         raise NotFound("no such photo")
-    if evidence.status != EvidenceStatus.READY:
-        raise Conflict(f"the photo is {evidence.status}; files are served once processed",
-                       code=f"evidence_{evidence.status}")
+    content_type, data = await read_processed_image(evidence, size=size, store=store, noun="photo",
+                                                    code_prefix="evidence")
+    return evidence, content_type, data
+
+
+async def read_processed_image(row: UploadedImage, *, size: str | None, store: FileStore, noun: str,
+                               code_prefix: str) -> tuple[str, bytes]:
+    """The processed file of any uploaded image (or its thumbnail of `size`): (content type, bytes).
+    409 `<code_prefix>_<status>` until the images job has made the EXIF-free copy."""
+    if row.status != EvidenceStatus.READY:
+        raise Conflict(f"the {noun} is {row.status}; files are served once processed",
+                       code=f"{code_prefix}_{row.status}")
     if size is None:
-        return evidence, evidence.content_type, await store.get(evidence.storage_key)
-    if size not in evidence.thumbnails:
-        raise Invalid(f"must be one of: {', '.join(sorted(evidence.thumbnails, key=int))}", field="size")
-    return evidence, "image/webp", await store.get(evidence.thumbnails[size])
+        return row.content_type, await store.get(row.storage_key)
+    if size not in row.thumbnails:
+        raise Invalid(f"must be one of: {', '.join(sorted(row.thumbnails, key=int))}", field="size")
+    return "image/webp", await store.get(row.thumbnails[size])
 
 
 async def require_evidence(booking: Booking) -> None:

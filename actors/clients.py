@@ -10,76 +10,43 @@ added latency); under heavy load batches grow with the load.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from actors.layout import MOVED, SHARD_GONE, Layouts, ShardSet
 from actors.presence import presence_shard
 from actors.spatial import spatial_shard
+from core.batching import Coalescer
 from core.settings import Settings
 from core.sharding import shard_of_cleaner, shard_of_point, shards_of_box
 
 
-class Coalescer:
-    """Queues items per (shard, method) and sends each queue as one call with a list of items.
-
-    `send(shard, method, items)` must return an awaitable of one result per item.
-    """
-
-    def __init__(self, send: Callable[[int, str, list[Any]], Any], *, max_inflight: int) -> None:
-        self.send = send
-        self.max_inflight = max(1, max_inflight)
-        self.queues: dict[tuple[int, str], list[tuple[Any, asyncio.Future[Any]]]] = defaultdict(list)
-        self.inflight: dict[tuple[int, str], int] = defaultdict(int)
-        self.batches = 0  # how many calls went out (observability, tests)
-
-    async def call(self, shard: int, method: str, item: Any) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        key = (shard, method)
-        self.queues[key].append((item, future))
-        if len(self.queues[key]) == 1 and self.inflight[key] < self.max_inflight:
-            # Let the other requests of this loop tick join before the call leaves.
-            asyncio.get_running_loop().call_soon(self._dispatch, key)
-        return await future
-
-    def _dispatch(self, key: tuple[int, str]) -> None:
-        if not self.queues[key] or self.inflight[key] >= self.max_inflight:
-            return
-        batch, self.queues[key] = self.queues[key], []
-        self.inflight[key] += 1
-        self.batches += 1
-        asyncio.get_running_loop().create_task(self._run(key, batch))
-
-    async def _run(self, key: tuple[int, str], batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
-        try:
-            results = await self.send(key[0], key[1], [item for item, _ in batch])
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
-        except Exception as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-        finally:
-            self.inflight[key] -= 1
-            # Dispatch after the callers just answered have run: one that asks again at once
-            # (a closed loop, a handler with a second point) rides this next call, not the one after.
-            asyncio.get_running_loop().call_soon(self._dispatch, key)
-
-
 class SpatialClient:
-    """Finds which cleaners' areas cover a point, through the spatial shards."""
+    """Finds which cleaners' areas cover a point, through the spatial shards of the layout.
 
-    def __init__(self, settings: Settings, *, prefix: str | None = None) -> None:
+    Without `layouts` it routes by the settings' count (single-process tools and tests); every
+    serving process passes its `Layouts`, which follows rebalances (actors/layout.py)."""
+
+    kind = "spatial"
+
+    def __init__(self, settings: Settings, *, prefix: str | None = None, layouts: Layouts | None = None) -> None:
         self.settings = settings
-        self.shards = [spatial_shard(settings, i, prefix=prefix) for i in range(settings.spatial_shards)]
+        self.prefix = prefix or settings.spatial_shard_prefix
+        self.layouts = layouts or Layouts(settings, from_database=False)
+        self.sets = ShardSet(lambda shard, count: spatial_shard(settings, shard, count=count, prefix=self.prefix))
         self.coalescer = Coalescer(self._send, max_inflight=settings.shard_client_max_inflight)
 
-    def _send(self, shard: int, method: str, items: list[Any]) -> Any:
+    @property
+    def shards(self) -> list[Any]:
+        """The shards of the layout last seen, in shard order."""
+        return self.sets.of(self.layouts.last_seen(self.kind, self.prefix).shard_count)
+
+    def _send(self, slot: int, method: str, items: list[Any]) -> Any:
         if method == "find":
-            return self._find_batch(self.shards[shard], items)
+            return self._find_batch(self.sets[slot], items)
         raise ValueError(method)
 
     @staticmethod
@@ -91,13 +58,15 @@ class SpatialClient:
         pairs = list(zip(ids.astype(np.str_).tolist(), distances.tolist(), strict=True))
         return [pairs[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
 
-    def shard_of(self, lat: float, lng: float) -> int:
-        return int(shard_of_point(lat, lng, cell_deg=self.settings.spatial_cell_deg,
-                                  shard_count=len(self.shards)))
+    def shard_of(self, lat: float, lng: float, count: int | None = None) -> int:
+        count = count or self.layouts.last_seen(self.kind, self.prefix).shard_count
+        return int(shard_of_point(lat, lng, cell_deg=self.settings.spatial_cell_deg, shard_count=count))
 
     async def find(self, lat: float, lng: float) -> list[tuple[str, float]]:
         """(cleaner_id, distance_m to the area's representative point) for every covering area."""
-        found: list[tuple[str, float]] = await self.coalescer.call(self.shard_of(lat, lng), "find", (lat, lng))
+        found: list[tuple[str, float]] = await _call_owner(
+            self.layouts, self.kind, self.prefix, self.sets, self.coalescer,
+            lambda count: self.shard_of(lat, lng, count), "find", (lat, lng))
         return found
 
     async def apply(self, change: Any) -> None:
@@ -105,47 +74,101 @@ class SpatialClient:
 
         Shards whose cells the new box touches get the area; shards that only the previous box
         touched get a deletion at the same version, so a moved area leaves no stale copy behind.
-        """
+        Right after a rebalance the previous set gets it too (best effort), for processes that
+        still search there; the new set's catch-up covers anything this misses."""
+        layout = await self.layouts.get(self.kind, self.prefix)
+        gone_since: float | None = None
+        while True:
+            try:
+                await self._apply_to(change, layout.shard_count)
+                break
+            except SHARD_GONE:
+                gone_since = gone_since or time.monotonic()
+                layout = await self.layouts.after(self.kind, self.prefix, layout.epoch, gone_since=gone_since)
+        previous = self.layouts.previous_count(self.kind, self.prefix)
+        if previous is not None and previous != layout.shard_count:
+            try:
+                await self._apply_to(change, previous, self.sets.existing(previous))
+            except SHARD_GONE:
+                pass  # the old set is gone already: nobody searches there any more
+
+    async def _apply_to(self, change: Any, count: int, shards: dict[int, Any] | None = None) -> None:
         def owners(bbox: tuple[float, float, float, float] | None) -> set[int]:
             if bbox is None:
                 return set()
-            owned = shards_of_box(*bbox, cell_deg=self.settings.spatial_cell_deg,
-                                  shard_count=len(self.shards))[0]
+            owned = shards_of_box(*bbox, cell_deg=self.settings.spatial_cell_deg, shard_count=count)[0]
             return {int(i) for i in owned.nonzero()[0]}
 
+        to = shards if shards is not None else dict(enumerate(self.sets.of(count)))
         new = owners(change.bbox) if change.geojson is not None else set()
         gone = (owners(change.bbox) | owners(change.previous_bbox)) - new
-        calls = [self.shards[i].apply.remote([(change.cleaner_id, change.version, change.geojson)])
-                 for i in new]
-        calls += [self.shards[i].apply.remote([(change.cleaner_id, change.version, None)]) for i in gone]
+        calls = [to[i].apply.remote([(change.cleaner_id, change.version, change.geojson)]) for i in new if i in to]
+        calls += [to[i].apply.remote([(change.cleaner_id, change.version, None)]) for i in gone if i in to]
         await asyncio.gather(*calls)
 
 
 class PresenceClient:
-    """Heartbeats and online lookups through the presence shards, coalesced per shard."""
+    """Heartbeats and online lookups through the presence shards of the layout, coalesced per
+    shard. Without `layouts` it routes by the settings' count, as SpatialClient does."""
 
-    def __init__(self, settings: Settings, *, prefix: str | None = None) -> None:
-        self.shards = [presence_shard(settings, i, prefix=prefix) for i in range(settings.presence_shards)]
+    kind = "presence"
+
+    def __init__(self, settings: Settings, *, prefix: str | None = None, layouts: Layouts | None = None) -> None:
+        self.prefix = prefix or settings.presence_shard_prefix
+        self.layouts = layouts or Layouts(settings, from_database=False)
+        self.sets = ShardSet(lambda shard, count: presence_shard(settings, shard, count=count, prefix=self.prefix))
         self.coalescer = Coalescer(self._send, max_inflight=settings.shard_client_max_inflight)
 
-    def _send(self, shard: int, method: str, items: list[Any]) -> Any:
-        actor = self.shards[shard]
+    @property
+    def shards(self) -> list[Any]:
+        """The shards of the layout last seen, in shard order."""
+        return self.sets.of(self.layouts.last_seen(self.kind, self.prefix).shard_count)
+
+    def _send(self, slot: int, method: str, items: list[Any]) -> Any:
+        actor = self.sets[slot]
         if method == "heartbeat":
             return _each(actor.heartbeat.remote(items), len(items))
-        return getattr(actor, method).remote(items)
+        return _per_item(getattr(actor, method).remote(items), len(items))
 
-    def shard_of(self, cleaner_id: str) -> int:
-        return shard_of_cleaner(cleaner_id, len(self.shards))
+    def shard_of(self, cleaner_id: str, count: int | None = None) -> int:
+        return shard_of_cleaner(cleaner_id, count or self.layouts.last_seen(self.kind, self.prefix).shard_count)
+
+    async def _call(self, cleaner_id: str, method: str, item: Any) -> Any:
+        return await _call_owner(self.layouts, self.kind, self.prefix, self.sets, self.coalescer,
+                                 lambda count: self.shard_of(cleaner_id, count), method, item)
 
     async def heartbeat(self, cleaner_id: str, lat: float, lng: float) -> None:
-        await self.coalescer.call(self.shard_of(cleaner_id), "heartbeat", (cleaner_id, lat, lng))
+        await self._call(cleaner_id, "heartbeat", (cleaner_id, lat, lng))
 
     async def online(self, cleaner_ids: list[str]) -> dict[str, bool]:
-        flags = await asyncio.gather(
-            *(self.coalescer.call(self.shard_of(c), "online", c) for c in cleaner_ids))
+        flags = await asyncio.gather(*(self._call(c, "online", c) for c in cleaner_ids))
         return dict(zip(cleaner_ids, flags, strict=True))
 
 
-async def _each(ref: Any, n: int) -> list[None]:
-    await ref
-    return [None] * n
+async def _call_owner(layouts: Layouts, kind: str, prefix: str, sets: ShardSet, coalescer: Coalescer,
+                      owner: Callable[[int], int], method: str, item: Any) -> Any:
+    """Call the shard that owns `item` under the layout; when it answers "moved" (retired) or is
+    gone (killed after a rebalance), wait for the newer layout and call the new owner."""
+    layout = await layouts.get(kind, prefix)
+    gone_since: float | None = None
+    while True:
+        slot = sets.slot(owner(layout.shard_count), layout.shard_count)
+        try:
+            result = await coalescer.call(slot, method, item)
+        except SHARD_GONE:
+            gone_since = gone_since or time.monotonic()
+            layout = await layouts.after(kind, prefix, layout.epoch, gone_since=gone_since)
+            continue
+        if not (isinstance(result, str) and result == MOVED):
+            return result
+        layout = await layouts.after(kind, prefix, layout.epoch)
+
+
+async def _each(ref: Any, n: int) -> list[Any]:
+    answer = await ref
+    return [MOVED] * n if answer == MOVED else [None] * n
+
+
+async def _per_item(ref: Any, n: int) -> list[Any]:
+    answer = await ref
+    return [MOVED] * n if isinstance(answer, str) and answer == MOVED else answer

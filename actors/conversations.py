@@ -21,15 +21,17 @@ import contextlib
 import json
 import logging
 import os
+import time
 from collections import OrderedDict, defaultdict
 from typing import Any
 
 import ray
 from tortoise.exceptions import IntegrityError
 
-from actors.clients import Coalescer
+from actors.layout import MOVED, SHARD_GONE, Layouts, ShardSet
 from actors.runtime import shard_name, shard_options
 from actors.status import process_facts
+from core.batching import Coalescer
 from core.channels import BookingParties, conversation_channel
 from core.chat import check_attachment, check_message, next_seqs, read_cursor_after
 from core.errors import Conflict, Invalid, NotFound, Unavailable
@@ -39,6 +41,7 @@ from core.settings import Settings
 from storage import chat
 from storage.bus import Bus
 from storage.db import open_database
+from storage.shard_layout import read_layout
 
 log = logging.getLogger("spotless.actors.conversations")
 
@@ -105,9 +108,16 @@ def _error(exc: Exception) -> dict[str, Any]:
 
 @ray.remote
 class ConversationShard:
-    def __init__(self, settings: Settings, shard: int, shard_count: int) -> None:
+    def __init__(self, settings: Settings, shard: int, shard_count: int, prefix: str | None = None) -> None:
         self.settings = settings
         self.shard = shard
+        self.shard_count = shard_count
+        self.prefix = prefix or settings.conversation_shard_prefix
+        # Retired (by a rebalance, or at birth when the layout has no place for this count), a
+        # shard answers every call with MOVED; `active` counts the calls it is still serving.
+        self.retired = False
+        self.active = 0
+        self.idle: asyncio.Event | None = None  # set when the last call in flight ends
         self.app_id = parse_apps(settings.realtime_apps)[0].id
         self.conversations: dict[str, _Conversation] = {}
         self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -123,6 +133,12 @@ class ConversationShard:
         async with self.ready_lock:
             if self.bus is None:
                 await open_database(self.settings)
+                layout = await read_layout(KIND, self.prefix, default_count=self.shard_count)
+                if self.shard_count not in layout.counts:
+                    # A process with a stale layout made this shard: it must never write.
+                    log.warning("conversation shard %d of %d is not in the layout (%s); retired",
+                                self.shard, self.shard_count, sorted(layout.counts))
+                    self.retired = True
                 bus = Bus(self.settings.nats_url or "nats://127.0.0.1:4222",
                           name=f"spotless-conversations-{self.shard}")
                 bus.start()
@@ -149,18 +165,41 @@ class ConversationShard:
         await self.bus.client.publish(realtime_subject(channel), fanout_message(  # type: ignore[union-attr]
             app_id=self.app_id, channel=channel, event=event, data=json.dumps(data)))
 
+    @contextlib.asynccontextmanager
+    async def _serving(self) -> Any:
+        """Yields whether to serve this call: False once retired. A call that got in finishes
+        before `retire()` returns."""
+        self.active += 1
+        try:
+            await self._ready()
+            yield not self.retired
+        finally:
+            self.active -= 1
+            if not self.active and self.idle is not None:
+                self.idle.set()
+
     async def send(self, items: list[SendItem]) -> list[dict[str, Any]]:
         """Send many messages (any conversations of this shard); one result per item:
-        {"message", "created"} or {"error": not_found | invalid | retry}.
+        {"message", "created"} or {"error": not_found | invalid | retry | moved}.
 
         The whole batch is written in one transaction (one multi-row INSERT for every
         conversation in it), under the locks of all its conversations, taken in id order."""
-        await self._ready()
+        if self.retired:
+            return [{"error": MOVED}] * len(items)
+        async with self._serving() as serving:
+            if not serving:
+                return [{"error": MOVED}] * len(items)
+            return await self._send(items)
+
+    async def _send(self, items: list[SendItem]) -> list[dict[str, Any]]:
         self.calls += 1
         self.items += len(items)
         results: list[dict[str, Any]] = [{"error": "retry"}] * len(items)
         by_conversation: defaultdict[str, list[Entry]] = defaultdict(list)
         for index, (conversation_id, sender_id, client_msg_id, body, attachment_id) in enumerate(items):
+            if shard_of_conversation(conversation_id, self.shard_count) != self.shard:
+                results[index] = {"error": MOVED}  # routed by another layout: never a second writer
+                continue
             by_conversation[conversation_id].append((index, sender_id, client_msg_id, body, attachment_id))
         ids = sorted(by_conversation)
         async with contextlib.AsyncExitStack() as held:
@@ -273,7 +312,12 @@ class ConversationShard:
 
     async def mark_read(self, conversation_id: str, user_id: str, seq: int) -> dict[str, Any]:
         """Move a participant's read cursor forward; {"seq"} or {"error"}."""
-        await self._ready()
+        async with self._serving() as serving:
+            if not serving or shard_of_conversation(conversation_id, self.shard_count) != self.shard:
+                return {"error": MOVED}
+            return await self._mark_read(conversation_id, user_id, seq)
+
+    async def _mark_read(self, conversation_id: str, user_id: str, seq: int) -> dict[str, Any]:
         async with self.locks[conversation_id]:
             conversation = await self._conversation(conversation_id)
             if conversation is None or user_id not in {conversation.parties.client_id,
@@ -301,15 +345,39 @@ class ConversationShard:
     async def stats(self) -> dict[str, int]:
         return {"calls": self.calls, "items": self.items, "conversations": len(self.conversations)}
 
+    # --- rebalancing (actors/rebalance.py) ---
 
-CONVERSATIONS_PREFIX = "conversations"
+    async def retire(self) -> int:
+        """Hand over to a new shard set: calls in flight finish (each persisted its messages
+        before answering, so nothing acknowledged is lost), later ones answer MOVED and their
+        callers retry on the new owner, which loads from PostgreSQL. Returns how many
+        conversations it held."""
+        self.retired = True
+        if self.active:
+            self.idle = asyncio.Event()
+            await self.idle.wait()
+        held = len(self.conversations)
+        self.conversations.clear()
+        return held
+
+    async def resume(self) -> None:
+        """Serve again (a rebalance that failed before committing); reloads lazily."""
+        self.conversations.clear()
+        self.retired = False
 
 
-def conversation_shard(settings: Settings, shard: int) -> Any:
-    count = settings.conversation_shards
+CONVERSATIONS_PREFIX = "conversations"  # the default of settings.conversation_shard_prefix
+KIND = "conversations"
+
+
+def conversation_shard(settings: Settings, shard: int, *, count: int | None = None,
+                       prefix: str | None = None) -> Any:
+    """The handle of one named conversation shard of `count` (the settings' count if not given)."""
+    count = count or settings.conversation_shards
+    prefix = prefix or settings.conversation_shard_prefix
     return ConversationShard.options(  # type: ignore[attr-defined]
-        **shard_options(settings, shard_name(CONVERSATIONS_PREFIX, shard, count), max_concurrency=256)
-    ).remote(settings, shard, count)
+        **shard_options(settings, shard_name(prefix, shard, count), max_concurrency=256)
+    ).remote(settings, shard, count, prefix)
 
 
 def _raise_for(result: dict[str, Any]) -> dict[str, Any]:
@@ -326,41 +394,84 @@ def _raise_for(result: dict[str, Any]) -> dict[str, Any]:
 
 
 class ConversationRouter:
-    """Edge-side client: routes by conversation id and coalesces concurrent calls per shard."""
+    """Edge-side client: routes by conversation id under the shard layout (actors/layout.py)
+    and coalesces concurrent calls per shard. A shard that answers "moved" (retired by a
+    rebalance) or is gone sends the call, once the new layout commits, to the new owner; a send
+    retried there is answered as a replay, never written twice (the client_msg_id key)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, layouts: Layouts | None = None, prefix: str | None = None) -> None:
         self.settings = settings
-        self.shards = [conversation_shard(settings, i) for i in range(settings.conversation_shards)]
+        self.prefix = prefix or settings.conversation_shard_prefix
+        self.layouts = layouts or Layouts(settings)
+        self.sets = ShardSet(lambda shard, count: conversation_shard(settings, shard, count=count,
+                                                                     prefix=self.prefix))
         self.coalescer = Coalescer(self._call, max_inflight=settings.shard_client_max_inflight)
 
-    def _call(self, shard: int, method: str, items: list[Any]) -> Any:
+    @property
+    def shards(self) -> list[Any]:
+        """The shards of the layout last seen, in shard order."""
+        return self.sets.of(self.layouts.last_seen(KIND, self.prefix).shard_count)
+
+    def _call(self, slot: int, method: str, items: list[Any]) -> Any:
         if method == "send":
-            return self.shards[shard].send.remote(items)
+            return self.sets[slot].send.remote(items)
         raise ValueError(method)
 
-    def shard_of(self, conversation_id: str) -> int:
-        return shard_of_conversation(conversation_id, len(self.shards))
+    def shard_of(self, conversation_id: str, count: int | None = None) -> int:
+        return shard_of_conversation(conversation_id,
+                                     count or self.layouts.last_seen(KIND, self.prefix).shard_count)
+
+    async def _layout_after(self, epoch: int, *, gone_since: float | None = None) -> Any:
+        try:
+            return await self.layouts.after(KIND, self.prefix, epoch, gone_since=gone_since)
+        except Unavailable:
+            if gone_since is not None:
+                raise Unavailable(dependency="chat") from None
+            raise Conflict("the conversation is moving between shards; try again", code="retry") from None
 
     async def send(self, conversation_id: str, *, sender_id: str, client_msg_id: str,
                    body: str, attachment_id: str | None = None) -> tuple[dict[str, Any], bool]:
         """Send (or replay) a message; return it and whether this call created it."""
         item = (conversation_id, sender_id, client_msg_id, body, attachment_id)
-        for attempt in range(2):
+        layout = await self.layouts.get(KIND, self.prefix)
+        retried = False
+        gone_since: float | None = None
+        while True:
+            slot = self.sets.slot(self.shard_of(conversation_id, layout.shard_count), layout.shard_count)
             try:
-                result = await self.coalescer.call(self.shard_of(conversation_id), "send", item)
+                result = await self.coalescer.call(slot, "send", item)
+            except SHARD_GONE:
+                gone_since = gone_since or time.monotonic()
+                layout = await self._layout_after(layout.epoch, gone_since=gone_since)
+                continue
             except Exception as exc:  # Ray raises several types when an actor is unreachable
                 log.exception("conversation shard call failed")
                 raise Unavailable(dependency="chat") from exc
-            if result.get("error") != "retry" or attempt:
-                break
+            if result.get("error") == MOVED:
+                layout = await self._layout_after(layout.epoch)
+                continue
+            if result.get("error") == "retry" and not retried:
+                retried = True
+                continue
+            break
         result = _raise_for(result)
         return result["message"], bool(result["created"])
 
     async def mark_read(self, conversation_id: str, *, user_id: str, seq: int) -> int:
-        try:
-            result = await self.shards[self.shard_of(conversation_id)].mark_read.remote(
-                conversation_id, user_id, seq)
-        except Exception as exc:
-            log.exception("conversation shard call failed")
-            raise Unavailable(dependency="chat") from exc
-        return int(_raise_for(result)["seq"])
+        layout = await self.layouts.get(KIND, self.prefix)
+        gone_since: float | None = None
+        while True:
+            shard = self.sets[self.sets.slot(self.shard_of(conversation_id, layout.shard_count),
+                                             layout.shard_count)]
+            try:
+                result = await shard.mark_read.remote(conversation_id, user_id, seq)
+            except SHARD_GONE:
+                gone_since = gone_since or time.monotonic()
+                layout = await self._layout_after(layout.epoch, gone_since=gone_since)
+                continue
+            except Exception as exc:
+                log.exception("conversation shard call failed")
+                raise Unavailable(dependency="chat") from exc
+            if result.get("error") != MOVED:
+                return int(_raise_for(result)["seq"])
+            layout = await self._layout_after(layout.epoch)

@@ -20,6 +20,7 @@ heartbeats on a crash is acceptable: the app heartbeats again well within the ti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from typing import Any
 import asyncpg
 import ray
 
+from actors.layout import MOVED
 from actors.runtime import shard_name, shard_options
 from actors.status import process_facts
 from core.cleaner_presence import WATCHING_STATES, Watcher, presence_broadcasts
@@ -39,6 +41,7 @@ from core.settings import Settings
 from core.sharding import shard_of_cleaner
 from storage.bus import Bus
 from storage.db import asyncpg_dsn
+from storage.shard_layout import counts_in_force
 
 log = logging.getLogger("spotless.actors.presence")
 
@@ -61,10 +64,11 @@ WHERE cleaner_id = ANY($1::uuid[]) AND state = ANY($2::text[])
 
 @ray.remote
 class PresenceShard:
-    def __init__(self, settings: Settings, shard: int, shard_count: int) -> None:
+    def __init__(self, settings: Settings, shard: int, shard_count: int, prefix: str | None = None) -> None:
         self.settings = settings
         self.shard = shard
         self.shard_count = shard_count
+        self.prefix = prefix or settings.presence_shard_prefix
         self.timeout_s = settings.presence_timeout_s
         self.seen: dict[str, tuple[float, float | None, float | None]] = {}  # id -> (unix time, lat, lng)
         self.dirty: set[str] = set()
@@ -78,6 +82,7 @@ class PresenceShard:
         self.bus: Bus | None = None
         self.notifier: asyncio.Task[None] | None = None
         self.notified = 0  # cleaner.presence events published (observability, tests)
+        self.retired = False  # after a rebalance: every call answers MOVED (actors/layout.py)
 
     async def _ensure_loaded(self) -> None:
         if self.loaded:
@@ -89,6 +94,13 @@ class PresenceShard:
                 return
             self.pool = await asyncpg.create_pool(asyncpg_dsn(self.settings.database_url),
                                                   min_size=1, max_size=2)
+            counts = await counts_in_force(self.pool, "presence", self.prefix)
+            if counts is not None and self.shard_count not in counts:
+                # Made by a process with a stale layout: serve nothing, announce nothing.
+                log.warning("presence shard %d of %d is not in the layout (%s); retired",
+                            self.shard, self.shard_count, sorted(counts))
+                self.retired = self.loaded = True
+                return
             rows = await self.pool.fetch(
                 "SELECT cleaner_id::text, last_seen_at, lat, lng FROM cleaner_presence "
                 "WHERE last_seen_at > now() - make_interval(secs => $1)", self.timeout_s)
@@ -105,9 +117,12 @@ class PresenceShard:
             self.notifier = loop.create_task(self._notify_forever())
             self.loaded = True
 
-    async def heartbeat(self, beats: list[tuple[str, float, float]]) -> int:
-        """Record (cleaner_id, lat, lng) heartbeats; returns how many cleaners are online here."""
+    async def heartbeat(self, beats: list[tuple[str, float, float]]) -> int | str:
+        """Record (cleaner_id, lat, lng) heartbeats; returns how many cleaners are online here
+        (MOVED once retired)."""
         await self._ensure_loaded()
+        if self.retired:  # checked after the await: what follows runs without yielding
+            return MOVED
         now = time.time()
         for cid, lat, lng in beats:
             self.seen[cid] = (now, lat, lng)
@@ -115,14 +130,18 @@ class PresenceShard:
             self.moved.add(cid)
         return len(beats)
 
-    async def online(self, cleaner_ids: list[str]) -> list[bool]:
+    async def online(self, cleaner_ids: list[str]) -> list[bool] | str:
         await self._ensure_loaded()
+        if self.retired:
+            return MOVED
         deadline = time.time() - self.timeout_s
         return [cid in self.seen and self.seen[cid][0] > deadline for cid in cleaner_ids]
 
-    async def locations(self, cleaner_ids: list[str]) -> list[tuple[float, float] | None]:
+    async def locations(self, cleaner_ids: list[str]) -> list[tuple[float, float] | None] | str:
         """Last known (lat, lng) of each cleaner while online, else None."""
         await self._ensure_loaded()
+        if self.retired:
+            return MOVED
         deadline = time.time() - self.timeout_s
         out: list[tuple[float, float] | None] = []
         for cid in cleaner_ids:
@@ -216,12 +235,42 @@ class PresenceShard:
         await self._ensure_loaded()
         return {"entities": len(self.seen), **process_facts()}
 
+    # --- rebalancing (actors/rebalance.py) ---
+
+    async def retire(self) -> int:
+        """Hand over to a new shard set: stop the loops, tell watchers what is pending, write
+        every dirty cleaner to PostgreSQL (where the new owners load from); from now on every
+        call answers MOVED. Returns how many cleaners were written."""
+        self.retired = True
+        if not self.loaded:
+            return 0
+        for task in (self.flusher, self.notifier):
+            if task is not None:
+                task.cancel()  # a flush cut short puts its cleaners back in `dirty`
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self.flusher = self.notifier = None
+        try:
+            await self.notify()
+        except Exception:  # announcements are best effort; last_seen is what must not be lost
+            log.exception("presence shard %d could not notify watchers on retiring", self.shard)
+        return await self.flush()
+
+    async def resume(self) -> None:
+        """Serve again (a rebalance that failed before committing)."""
+        self.retired = False
+        if self.loaded and self.flusher is None:
+            loop = asyncio.get_running_loop()
+            self.flusher = loop.create_task(self._flush_forever())
+            self.notifier = loop.create_task(self._notify_forever())
+
     async def pid(self) -> int:
         return os.getpid()
 
 
-def presence_shard(settings: Settings, shard: int, *, prefix: str | None = None) -> Any:
-    count = settings.presence_shards
+def presence_shard(settings: Settings, shard: int, *, count: int | None = None, prefix: str | None = None) -> Any:
+    """The handle of one named presence shard of `count` (the settings' count if not given)."""
+    count = count or settings.presence_shards
     name = shard_name(prefix or settings.presence_shard_prefix, shard, count)
     return PresenceShard.options(**shard_options(settings, name)).remote(  # type: ignore[attr-defined]
-        settings, shard, count)
+        settings, shard, count, prefix or settings.presence_shard_prefix)

@@ -1,4 +1,11 @@
-"""Joining the Ray cluster. Every process that calls actors connects here, once."""
+"""Joining the Ray cluster, and how every shard actor asks Ray for a place on it.
+
+Every process that calls actors connects here, once. Every shard factory creates its actor with
+`shard_options`, so where shards may run (a custom resource, a memory reservation, SPREAD) is
+decided in one place, from the settings; this module never creates an actor itself. It also
+decides, for the edge's and the admin's error handlers alike, which failures mean that a
+dependency (the database, a shard) is away for a moment rather than a bug.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +13,23 @@ import asyncio
 import logging
 
 import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RaySystemError
 
+from core.errors import Unavailable
 from core.settings import Settings
+from storage.db import database_unreachable
 
 log = logging.getLogger("spotless.actors")
+
+
+# A local Ray offers this many units of the shard resource: far more shards than anyone runs
+# on one machine, so the resource never limits a local stack, it only has to exist.
+LOCAL_SHARD_RESOURCE_UNITS = 10_000
+
+
+def local_resources(settings: Settings) -> dict[str, float]:
+    """Custom resources a local (single-node) Ray must offer so that shards can be placed on it."""
+    return {settings.shard_resource: LOCAL_SHARD_RESOURCE_UNITS} if settings.shard_resource else {}
 
 
 def connect(settings: Settings) -> None:
@@ -23,7 +43,12 @@ def connect(settings: Settings) -> None:
         log_to_driver=False,
         include_dashboard=False if not settings.ray_address else None,
         configure_logging=True,
+        resources=None if settings.ray_address else local_resources(settings),
     )
+    if settings.shard_resource and settings.shard_resource not in ray.cluster_resources():
+        # Not fatal: an autoscaling cluster adds shard nodes when shards ask for them.
+        log.warning("no node of the Ray cluster offers the %r resource (SPOTLESS_SHARD_RESOURCE): "
+                    "shard actors wait until one does", settings.shard_resource)
 
 
 def disconnect() -> None:
@@ -49,9 +74,33 @@ def shard_options(
 ) -> dict[str, object]:
     """How every shard actor is created: named and namespaced so any process finds it, created
     by whoever asks first, detached from its creator, and restarted by Ray when its process dies
-    (it then reloads its entities from PostgreSQL)."""
-    return {
+    or its node is lost (it then reloads its entities from PostgreSQL).
+
+    Placement: no CPU is reserved (a shard is mostly waiting on I/O, and CPU-bound work such as an
+    STRtree rebuild runs in its own thread); one unit of `shard_resource` when set, so only nodes
+    that offer it host shards and a node's units cap how many it hosts; `shard_memory_mb` reserved
+    so Ray does not pack more shards on a node than its memory holds; and `shard_scheduling`,
+    SPREAD by default, so consecutive shards land on different nodes and one lost node takes only
+    its share. A restarted shard is placed by the same rules on a node that is still alive."""
+    options: dict[str, object] = {
         "name": name, "namespace": settings.ray_namespace, "get_if_exists": True,
         "lifetime": "detached", "max_restarts": -1, "max_task_retries": max_task_retries,
         "max_concurrency": max_concurrency, "num_cpus": 0,
+        "scheduling_strategy": settings.shard_scheduling,
     }
+    if settings.shard_resource:
+        options["resources"] = {settings.shard_resource: 1}
+    if settings.shard_memory_mb:
+        options["memory"] = settings.shard_memory_mb * 2**20
+    return options
+
+
+def unreachable_dependency(exc: Exception) -> Unavailable | None:
+    """The 503 for an error that says a dependency is away rather than that we have a bug."""
+    if database_unreachable(exc):  # also when a shard actor raised it (RayTaskError keeps the type)
+        return Unavailable("the database is not reachable; try again shortly", dependency="database",
+                           retry_after_s=2)
+    if isinstance(exc, RayActorError | RaySystemError | GetTimeoutError):
+        return Unavailable("a shard actor is restarting; try again shortly", dependency="actors",
+                           retry_after_s=2)
+    return None

@@ -270,6 +270,35 @@ class SpatialShard:
         assert self.rebuilding is not None
         await self.rebuilding
 
+    async def catch_up(self) -> int:
+        """Make this shard agree with PostgreSQL again: areas changed since it loaded, deleted,
+        or moved out of its cells (a rebalance calls it, so a change committed while processes
+        switched layouts is not missed). One query of bounding boxes and versions, one of the
+        changed geometries; returns how many changes were applied."""
+        await self._ensure_loaded()
+        conn = await asyncpg.connect(asyncpg_dsn(self.settings.database_url))
+        try:
+            boxes = await conn.fetch("SELECT cleaner_id::text AS id, min_lat, min_lng, max_lat, max_lng, version "
+                                     "FROM service_areas")
+            owned: dict[str, int] = {}
+            if boxes:
+                box = np.array([(r[1], r[2], r[3], r[4]) for r in boxes], dtype=np.float64)
+                mine = shards_of_box(box[:, 0], box[:, 1], box[:, 2], box[:, 3],
+                                     cell_deg=self.settings.spatial_cell_deg,
+                                     shard_count=self.shard_count)[:, self.shard]
+                owned = {boxes[i][0]: boxes[i][5] for i in np.flatnonzero(mine)}
+            stale = [cid for cid, version in owned.items()
+                     if cid not in self.areas or self.areas[cid][0] < version]
+            rows = await conn.fetch("SELECT cleaner_id::text, version, geojson::text FROM service_areas "
+                                    "WHERE cleaner_id = ANY($1::uuid[])", stale) if stale else []
+        finally:
+            await conn.close()
+        changes: list[tuple[str, int, str | None]] = [(r[0], r[1], r[2]) for r in rows]
+        # Gone from here: a deletion one version on, which any later real change outranks.
+        changes += [(cid, version + 1, None) for cid, (version, entry) in self.areas.items()
+                    if entry[1] is not None and cid not in owned]
+        return await self.apply(changes) if changes else 0
+
     async def describe(self) -> dict[str, Any]:
         """What `spotless actors status` shows: areas held, and where this process runs."""
         await self._ensure_loaded()
@@ -281,9 +310,10 @@ class SpatialShard:
         return os.getpid()
 
 
-def spatial_shard(settings: Settings, shard: int, *, prefix: str | None = None) -> Any:
-    """The handle of one named spatial shard, created on first use."""
-    count = settings.spatial_shards
+def spatial_shard(settings: Settings, shard: int, *, count: int | None = None, prefix: str | None = None) -> Any:
+    """The handle of one named spatial shard of `count` (the settings' count if not given),
+    created on first use."""
+    count = count or settings.spatial_shards
     name = shard_name(prefix or settings.spatial_shard_prefix, shard, count)
     return SpatialShard.options(**shard_options(settings, name)).remote(  # type: ignore[attr-defined]
         settings, shard, count)

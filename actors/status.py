@@ -1,8 +1,9 @@
 """`spotless actors status`: every shard actor of each kind, where it runs and what it holds.
 
 Each shard answers `describe()` with its entity count plus `process_facts()` (node, host, pid,
-resident memory), so the report needs nothing but the shards' names, which are a pure function
-of the settings (the same names the edge and workers use to find them).
+resident memory), so the report needs nothing but the shards' names, which follow from the
+prefixes in the settings and the counts of the shard layout in PostgreSQL (the same names the
+edge and workers route to; `layout_counts`).
 """
 
 from __future__ import annotations
@@ -34,21 +35,35 @@ class ShardRow:
     facts: dict[str, Any]
 
 
-def shard_names(settings: Settings) -> list[tuple[str, str]]:
-    """(kind, actor name) of every shard the settings call for, in a stable order."""
-    from actors.conversations import CONVERSATIONS_PREFIX
+async def layout_counts(settings: Settings) -> dict[str, int]:
+    """The shard count of each rebalanced kind in the current layout (needs the database open)."""
+    from actors.layout import default_count
+    from storage.shard_layout import KINDS, read_layout
+
+    prefixes = {"spatial": settings.spatial_shard_prefix, "presence": settings.presence_shard_prefix,
+                "conversations": settings.conversation_shard_prefix}
+    return {kind: (await read_layout(kind, prefixes[kind], default_count=default_count(settings, kind))).shard_count
+            for kind in KINDS}
+
+
+def shard_names(settings: Settings, counts: dict[str, int] | None = None) -> list[tuple[str, str]]:
+    """(kind, actor name) of every shard, in a stable order: the counts of the layout when given
+    (`layout_counts`), else the settings'."""
     from actors.presence_channels import PRESENCE_CHANNELS_PREFIX
 
+    counts = counts or {}
     kinds = [
-        ("spatial", settings.spatial_shard_prefix, settings.spatial_shards),
-        ("presence", settings.presence_shard_prefix, settings.presence_shards),
-        ("conversations", CONVERSATIONS_PREFIX, settings.conversation_shards),
+        ("spatial", settings.spatial_shard_prefix, counts.get("spatial", settings.spatial_shards)),
+        ("presence", settings.presence_shard_prefix, counts.get("presence", settings.presence_shards)),
+        ("conversations", settings.conversation_shard_prefix,
+         counts.get("conversations", settings.conversation_shards)),
         ("presence-channels", PRESENCE_CHANNELS_PREFIX, settings.presence_channel_shards),
     ]
     return [(kind, shard_name(prefix, n, count)) for kind, prefix, count in kinds for n in range(count)]
 
 
-async def shard_status(settings: Settings, *, timeout_s: float = 10.0) -> list[ShardRow]:
+async def shard_status(settings: Settings, *, counts: dict[str, int] | None = None,
+                       timeout_s: float = 10.0) -> list[ShardRow]:
     """Ask every shard at once; a shard that is missing or silent is reported, never raised."""
 
     async def one(kind: str, name: str) -> ShardRow:
@@ -62,7 +77,7 @@ async def shard_status(settings: Settings, *, timeout_s: float = 10.0) -> list[S
             return ShardRow(kind, name, f"no answer: {type(exc).__name__}", {})
         return ShardRow(kind, name, "alive", facts)
 
-    return list(await asyncio.gather(*(one(kind, name) for kind, name in shard_names(settings))))
+    return list(await asyncio.gather(*(one(kind, name) for kind, name in shard_names(settings, counts))))
 
 
 def render(rows: list[ShardRow]) -> str:

@@ -2,7 +2,8 @@
 
 Domain errors (core.errors) raised by admin actions become RFC 9457 problem details for API
 calls (the dashboard's fetch/XHR endpoints under `/_api/`) and a readable page for everything
-else; an unexpected exception becomes a logged 500 with an error id. A domain `Invalid` raised
+else; a dependency that is away (the database restarting, a shard's process gone) a 503 with
+Retry-After; an unexpected exception becomes a logged 500 with an error id. A domain `Invalid` raised
 while saving a form becomes that form's field errors instead, so staff see the message next to
 the field. Nothing else in the admin builds an error response.
 """
@@ -20,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette_admin.exceptions import FormValidationError
 
+from actors.runtime import unreachable_dependency
 from core.errors import PROBLEM_CONTENT_TYPE, Invalid, SpotlessError, problem_body, problem_of
 
 log = logging.getLogger("spotless.admin")
@@ -70,6 +72,10 @@ async def handle_domain_error(request: Request, exc: Exception) -> Response:
 
 
 async def handle_unexpected_error(request: Request, exc: Exception) -> Response:
+    unavailable = unreachable_dependency(exc)  # the database or a shard away: 503, try again
+    if unavailable is not None:
+        log.warning("dependency unavailable: %s: %s", type(exc).__name__, exc, extra={"path": request.url.path})
+        return await handle_domain_error(request, unavailable)
     error_id = uuid4().hex
     log.error("unhandled admin error", exc_info=exc,
               extra={"error_id": error_id, "path": request.url.path})

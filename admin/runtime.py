@@ -19,6 +19,7 @@ from nats.js.manager import JetStreamManager
 
 from actors import runtime as ray_runtime
 from actors.clients import PresenceClient
+from actors.layout import Layouts
 from core.errors import Unavailable
 from core.settings import Settings
 from storage import dashboard
@@ -51,7 +52,10 @@ class AdminLinks:
         try:
             await asyncio.wait_for(loop.run_in_executor(None, ray_runtime.connect, self.settings),
                                    RAY_CONNECT_TIMEOUT_S)
-            self.presence = PresenceClient(self.settings)
+            layouts = Layouts(self.settings)  # the shard layout in PostgreSQL, followed over NATS
+            if self.bus is not None:
+                layouts.follow(self.bus)
+            self.presence = PresenceClient(self.settings, layouts=layouts)
             self.ray_problem = None
         except Exception as exc:  # unreachable, timed out, or refused: the figure stays unknown
             self.ray_problem = f"Ray unreachable at {self.settings.ray_address} ({type(exc).__name__})"
@@ -65,6 +69,7 @@ class AdminLinks:
         if self.bus is not None:
             await self.bus.close()
         if self.presence is not None:
+            await self.presence.layouts.stop()
             ray_runtime.disconnect()
 
     # --- NATS ---

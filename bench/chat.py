@@ -27,40 +27,35 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import resource
-import secrets
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import psutil
 import ray
-from tortoise import connections
 from websockets.asyncio.client import ClientConnection, connect
 
-from cli.embedded import EmbeddedNats, free_port
-from core.accounts import hash_token_secret
-from core.clock import utcnow
-from core.ids import new_id, new_secret
+from bench.stack import (
+    Conversation,
+    check_database,
+    pct,
+    run_cleanups,
+    seed_conversations,
+    start_services,
+    subscribe,
+)
 from core.realtime import RealtimeApp, parse_apps
 from core.settings import Settings
 from edge.realtime.signing import channel_auth
 from storage.db import close_database, open_database
-from storage.migrate import migrate
-from tests.stack import EdgeProcess, create_database, drop_database, start_edge
-
-
-@dataclass
-class Conversation:
-    id: str
-    users: tuple[str, str]  # client id, cleaner id
-    tokens: tuple[str, str]  # their bearer tokens
+from tests.stack import EdgeProcess, start_edge
 
 
 @dataclass
@@ -84,13 +79,6 @@ class Run:
     delivered: set[tuple[str, str]] = field(default_factory=set)
     failed: int = 0
     first_error: str = ""
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
 def rss_mib(pid: int) -> float:
@@ -117,36 +105,6 @@ def cpu_seconds(edge_pid: int | None) -> dict[str, float]:
     return out
 
 
-async def seed(count: int, settings: Settings) -> list[Conversation]:
-    """`count` bookings between fresh users, with a bearer token for each user (bulk SQL)."""
-    db = connections.get("default")
-    clients, cleaners, bookings = ([str(new_id()) for _ in range(count)] for _ in range(3))
-    users = clients + cleaners
-    await db.execute_query(
-        "INSERT INTO users (id, email, name, role) SELECT u::uuid, u || '@bench.local', 'Bench ' || r, r "
-        "FROM unnest($1::text[], $2::text[]) AS t(u, r)", [users, ["client"] * count + ["cleaner"] * count])
-    await db.execute_query("INSERT INTO cleaner_profiles (user_id) SELECT unnest($1::uuid[])", [cleaners])
-    starts = utcnow() + timedelta(days=1)
-    await db.execute_query(
-        "INSERT INTO bookings (id, client_id, cleaner_id, service_id, state, starts_at, ends_at) "
-        "SELECT b::uuid, c::uuid, k::uuid, 'standard', 'accepted', $4, $5 "
-        "FROM unnest($1::text[], $2::text[], $3::text[]) AS t(b, c, k)",
-        [bookings, clients, cleaners, starts, starts + timedelta(hours=2)])
-    secrets_ = [new_secret(40) for _ in users]
-    rows = await db.execute_query_dict(
-        "INSERT INTO personal_access_tokens (user_id, name, token_hash) "
-        "SELECT u::uuid, 'bench', h FROM unnest($1::text[], $2::text[]) AS t(u, h) RETURNING id, user_id::text",
-        [users, [hash_token_secret(s) for s in secrets_]])
-    token_of = _tokens(rows, users, secrets_)
-    return [Conversation(b, (c, k), (token_of[c], token_of[k]))
-            for b, c, k in zip(bookings, clients, cleaners, strict=True)]
-
-
-def _tokens(rows: list[dict[str, Any]], users: list[str], secrets_: list[str]) -> dict[str, str]:
-    secret_of = dict(zip(users, secrets_, strict=True))
-    return {r["user_id"]: f"{r['id']}|{secret_of[r['user_id']]}" for r in rows}
-
-
 async def open_listener(url: str, app: RealtimeApp, listener: Listener, run_of: list[Run]) -> None:
     ws = await connect(f"{url}/app/{app.key}?protocol=7", open_timeout=60, max_queue=None)
     established = json.loads(await ws.recv())
@@ -155,15 +113,8 @@ async def open_listener(url: str, app: RealtimeApp, listener: Listener, run_of: 
     channel = f"presence-conversation.{conversation.id}"
     user_id = conversation.users[listener.party]
     channel_data = json.dumps({"user_id": user_id, "user_info": {"role": ("client", "cleaner")[listener.party]}})
-    await ws.send(json.dumps({"event": "pusher:subscribe", "data": {
-        "channel": channel, "auth": channel_auth(app, socket_id, channel, channel_data),
-        "channel_data": channel_data}}))
-    while True:
-        frame = json.loads(await ws.recv())
-        if frame["event"] == "pusher_internal:subscription_succeeded":
-            break
-        if frame["event"] == "pusher:error":
-            raise RuntimeError(f"subscribe refused: {frame}")
+    await subscribe(ws, channel, {"auth": channel_auth(app, socket_id, channel, channel_data),
+                                  "channel_data": channel_data})
     listener.ws = ws
     asyncio.get_running_loop().create_task(read_forever(listener, run_of))
 
@@ -191,6 +142,16 @@ async def read_forever(listener: Listener, run_of: list[Run]) -> None:
                 if sent is not None and sent[1] != listener.party:
                     run.e2e_ms.append((now - sent[0]) * 1000)
                     run.delivered.add(key)
+            elif event == "chat.sent":  # a send over this socket, acknowledged
+                ack = json.loads(frame["data"])
+                run = run_of[0]
+                key = (listener.conversation.id, ack["client_msg_id"])
+                if ack["created"] and key in run.sent:
+                    run.ack_ms.append((now - run.sent[key][0]) * 1000)
+                    run.acked[key] = ack["seq"]
+            elif event in ("chat.send_failed", "pusher:error"):
+                run_of[0].failed += 1
+                run_of[0].first_error = run_of[0].first_error or raw[:300]
             elif event == "pusher:ping":
                 await listener.ws.send('{"event":"pusher:pong","data":{}}')
     except Exception:  # closed at the end of a row
@@ -198,8 +159,10 @@ async def read_forever(listener: Listener, run_of: list[Run]) -> None:
 
 
 async def drive(url: str, conversations: list[Conversation], run: Run, *, rate: float, seconds: float,
-                offset: int) -> float:
-    """Send at `rate` messages/s for `seconds` (open loop); returns the window's length."""
+                offset: int, senders: dict[tuple[str, int], Listener] | None = None) -> float:
+    """Send at `rate` messages/s for `seconds` (open loop); returns the window's length. With
+    `senders` (each party's socket) the sends go over the socket as `client-chat-message` and
+    are acknowledged by `chat.sent` on it; otherwise over REST."""
     connector = aiohttp.TCPConnector(limit=512)
     tasks: list[asyncio.Task[None]] = []
     async with aiohttp.ClientSession(base_url=url, connector=connector) as http:
@@ -209,6 +172,13 @@ async def drive(url: str, conversations: list[Conversation], run: Run, *, rate: 
             party = (n // len(conversations)) % 2
             key = (conversation.id, f"b{offset + n}")
             run.sent[key] = (time.perf_counter(), party)
+            if senders is not None:
+                sender = senders[(conversation.id, party)]
+                assert sender.ws is not None
+                await sender.ws.send(json.dumps({
+                    "event": "client-chat-message", "channel": f"presence-conversation.{conversation.id}",
+                    "data": {"client_msg_id": key[1], "body": f"hello {n}"}}))
+                return
             try:
                 async with http.post(f"/api/v1/conversations/{conversation.id}/messages",
                                      headers={"Authorization": f"Bearer {conversation.tokens[party]}"},
@@ -244,15 +214,6 @@ async def settle(run: Run, wait_s: float = 20) -> None:
         await asyncio.sleep(0.1)
 
 
-async def check_database(conversation_ids: list[str]) -> tuple[int, int]:
-    """(messages stored, conversations whose seqs are not exactly 1..count)."""
-    rows = await connections.get("default").execute_query_dict(
-        "SELECT count(*) AS n, min(seq) AS lo, max(seq) AS hi, count(DISTINCT seq) AS d FROM chat_messages "
-        "WHERE conversation_id = ANY($1::uuid[]) GROUP BY conversation_id", [conversation_ids])
-    broken = sum(1 for r in rows if not (r["lo"] == 1 and r["hi"] == r["n"] == r["d"]))
-    return sum(int(r["n"]) for r in rows), broken
-
-
 async def shard_calls(settings: Settings) -> tuple[int, int]:
     """Ray calls the conversation shards took and the messages they carried, so far."""
     if not ray.is_initialized():
@@ -282,6 +243,10 @@ async def one_size(args: argparse.Namespace, url: str, app: RealtimeApp, convers
     started = time.perf_counter()
     await asyncio.gather(*(open_one(listener) for listener in listeners))
     opened_s = time.perf_counter() - started
+    # This process measures: its own collector pausing over thousands of sockets' objects would
+    # show up as latency that the stack never had.
+    gc.collect()
+    gc.freeze()
     await asyncio.sleep(1)
     memory = ""
     if edge_pid and rss_before is not None:
@@ -305,7 +270,8 @@ async def one_size(args: argparse.Namespace, url: str, app: RealtimeApp, convers
         run_of[0] = run
         calls_before, items_before = await shard_calls(settings)
         cpu_before = cpu_seconds(edge_pid)
-        window = await drive(url, conversations, run, rate=rate, seconds=seconds, offset=offset)
+        senders = {(lst.conversation.id, lst.party): lst for lst in listeners} if args.via == "socket" else None
+        window = await drive(url, conversations, run, rate=rate, seconds=seconds, offset=offset, senders=senders)
         offset += int(rate * seconds) + 1
         await settle(run)
         calls_after, items_after = await shard_calls(settings)
@@ -340,18 +306,10 @@ async def main(args: argparse.Namespace) -> None:
             settings = Settings(database_url=server_url)
             url, edge_pid = args.url.rstrip("/"), args.edge_pid
         else:
-            database_url, name = await create_database(server_url)
-            cleanups.append(lambda: drop_database(server_url, name))
-            await migrate(database_url)
-            nats_url = os.environ.get("NATS_URL", "")
-            if not nats_url:
-                nats_server = EmbeddedNats(tmp / "nats", free_port())
-                nats_server.start()
-                cleanups.append(nats_server.stop)
-                nats_url = nats_server.url
-            namespace = f"bench-chat-{secrets.token_hex(3)}"
-            ray.init(namespace=namespace, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
-            cleanups.append(ray.shutdown)
+            services = await start_services(server_url, os.environ.get("NATS_URL", ""), tmp,
+                                            namespace_prefix="bench-chat")
+            cleanups.extend(services.cleanups)
+            database_url, nats_url, namespace = services.database_url, services.nats_url, services.namespace
             env = {"DATABASE_URL": database_url, "NATS_URL": nats_url, "SPOTLESS_DATA_DIR": str(tmp / "data"),
                    "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "SPOTLESS_RAY_NAMESPACE": namespace,
                    "SPOTLESS_CONVERSATION_SHARDS": str(args.shards), "SPOTLESS_LOG_LEVEL": "WARNING"}
@@ -363,19 +321,16 @@ async def main(args: argparse.Namespace) -> None:
         await open_database(settings)
         cleanups.append(close_database)
         app = parse_apps(settings.realtime_apps)[0]
-        print(f"chat end to end against {url}: {args.shards} conversation shards, "
+        print(f"chat end to end against {url}: sends over {args.via}, {args.shards} conversation shards, "
               f"{args.seconds:.0f} s at {args.rate:.0f} msg/s after {args.baseline_seconds:.0f} s at "
               f"{args.baseline_rate:.0f} msg/s (baseline); load average {os.getloadavg()[0]:.1f}")
         offset = 0
         for sockets in args.sockets:
-            conversations = await seed(sockets // 2, settings)
+            conversations = await seed_conversations(sockets // 2)
             await one_size(args, url, app, conversations, edge_pid, settings, offset)
             offset += 10_000_000
     finally:
-        for cleanup in reversed(cleanups):
-            result = cleanup()
-            if asyncio.iscoroutine(result):
-                await result
+        await run_cleanups(cleanups)
 
 
 if __name__ == "__main__":
@@ -386,6 +341,8 @@ if __name__ == "__main__":
     parser.add_argument("--baseline-rate", type=float, default=50)
     parser.add_argument("--baseline-seconds", type=float, default=4.0)
     parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--via", choices=["rest", "socket"], default="rest",
+                        help="send over REST (POST .../messages) or the socket (client-chat-message)")
     parser.add_argument("--url", default="", help="a running stack's edge (DATABASE_URL: its database)")
     parser.add_argument("--edge-pid", type=int, default=None, help="with --url: the edge's pid, for memory")
     asyncio.run(main(parser.parse_args()))

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import math
+import multiprocessing
 import os
 import secrets
 import statistics
@@ -37,6 +39,8 @@ from storage.db import asyncpg_dsn
 from storage.migrate import migrate
 
 KM_PER_DEG_LAT = 111.195
+# asyncpg prepares this once per connection and reuses the plan (its statement cache).
+POSTGIS_SQL = "SELECT cleaner_id FROM bench_postgis WHERE ST_Intersects(geom, ST_SetSRID(ST_MakePoint($1, $2), 4326))"
 
 
 def make_areas(n: int, *, coverage: float, seed: int) -> tuple[np.ndarray, tuple[float, float, float, float]]:
@@ -115,14 +119,11 @@ async def drop_database(server_url: str, url: str) -> None:
     await admin.close()
 
 
-async def drive(query: Any, points: np.ndarray, *, concurrency: int, seconds: float,
-                processes: list[psutil.Process]) -> dict[str, float]:
-    """`concurrency` clients in a closed loop for `seconds`: throughput, latency, and the CPU time
-    `processes` spent per query (a figure the machine's other load moves far less than q/s)."""
+async def closed_loop(query: Any, pairs: list[Any], *, concurrency: int, seconds: float) -> tuple[list[float], float]:
+    """`concurrency` clients asking `query` back to back for `seconds`: each latency, and the window."""
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
     counter = iter(range(10**12))
-    pairs = points.tolist()
 
     async def client() -> None:
         while time.perf_counter() < deadline:
@@ -131,15 +132,102 @@ async def drive(query: Any, points: np.ndarray, *, concurrency: int, seconds: fl
             await query(lat, lng)
             latencies.append(time.perf_counter() - t0)
 
-    cpu_before = _cpu_s(processes)
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    cpu = _cpu_s(processes) - cpu_before
+    return latencies, time.perf_counter() - started
+
+
+def summary(latencies: list[float], qps: float, cpu_s: float) -> dict[str, float]:
+    """Throughput, p50/p99 and the CPU time per query (a figure the machine's other load moves
+    far less than q/s)."""
     latencies.sort()
-    return {"qps": len(latencies) / elapsed, "p50_ms": 1000 * latencies[len(latencies) // 2],
+    return {"qps": qps, "p50_ms": 1000 * latencies[len(latencies) // 2],
             "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)], "n": len(latencies),
-            "cpu_us": 1e6 * cpu / len(latencies)}
+            "cpu_us": 1e6 * cpu_s / len(latencies)}
+
+
+async def drive(query: Any, points: np.ndarray, *, concurrency: int, seconds: float,
+                processes: list[psutil.Process]) -> dict[str, float]:
+    """Closed-loop clients in this process; CPU counted over `processes`."""
+    cpu_before = _cpu_s(processes)
+    latencies, elapsed = await closed_loop(query, points.tolist(), concurrency=concurrency, seconds=seconds)
+    return summary(latencies, len(latencies) / elapsed, _cpu_s(processes) - cpu_before)
+
+
+class Drivers:
+    """`--drivers K`: the clients of each row split over K processes, as K edge workers would
+    carry them, for both sides alike (one event loop caps either side near one core). Each
+    process joins the same Ray cluster and shards, and opens its own share of the PostGIS pool."""
+
+    def __init__(self, count: int, *, settings: Settings, prefix: str, url: str, pg_pool: int,
+                 points: np.ndarray) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.pipes = []
+        self.processes = []
+        for _ in range(count):
+            mine, theirs = context.Pipe()
+            process = context.Process(target=_driver_process, daemon=True, args=(
+                theirs, ray.get_runtime_context().gcs_address, ray.get_runtime_context().namespace,
+                settings.model_dump(), prefix, url, max(1, pg_pool // count), points))
+            process.start()
+            self.pipes.append(mine)
+            self.processes.append(process)
+        for pipe in self.pipes:
+            assert pipe.recv() == "ready"
+        self.ps = [psutil.Process(p.pid) for p in self.processes]
+
+    def run(self, side: str, *, concurrency: int, seconds: float,
+            processes: list[psutil.Process]) -> dict[str, float]:
+        share = [concurrency // len(self.pipes) + (i < concurrency % len(self.pipes)) for i in range(len(self.pipes))]
+        cpu_before = _cpu_s([*self.ps, *processes])
+        busy = [(pipe, n) for pipe, n in zip(self.pipes, share, strict=True) if n]
+        for pipe, n in busy:
+            pipe.send((side, n, seconds))
+        latencies: list[float] = []
+        qps = 0.0
+        for pipe, _ in busy:
+            got, elapsed = pipe.recv()
+            latencies += got
+            qps += len(got) / elapsed
+        return summary(latencies, qps, _cpu_s([*self.ps, *processes]) - cpu_before)
+
+    def close(self) -> None:
+        for pipe in self.pipes:
+            with contextlib.suppress(OSError):
+                pipe.send(None)
+        for process in self.processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+
+
+def _driver_process(pipe: Any, ray_address: str, namespace: str, settings: dict[str, Any], prefix: str,
+                    url: str, pg_pool: int, points: np.ndarray) -> None:
+    ray.init(address=ray_address, namespace=namespace, log_to_driver=False, logging_level=logging.WARNING)
+    uvloop.run(_drive_on_request(pipe, Settings(**settings), prefix, url, pg_pool, points.tolist()))
+
+
+async def _drive_on_request(pipe: Any, settings: Settings, prefix: str, url: str, pg_pool: int,
+                            pairs: list[Any]) -> None:
+    client = SpatialClient(settings, prefix=prefix)
+    pool = await asyncpg.create_pool(url, min_size=pg_pool, max_size=pg_pool)
+
+    async def postgis(lat: float, lng: float) -> list[Any]:
+        async with pool.acquire() as conn:
+            return await conn.fetch(POSTGIS_SQL, lng, lat)
+
+    pipe.send("ready")
+    while (order := await asyncio.to_thread(pipe.recv)) is not None:
+        side, concurrency, seconds = order
+        query = client.find if side == "actors" else postgis
+        await closed_loop(query, pairs, concurrency=concurrency, seconds=min(1.0, seconds))  # warm up
+        pipe.send(await closed_loop(query, pairs, concurrency=concurrency, seconds=seconds))
+    await pool.close()
+
+
+async def _find_calls(client: SpatialClient) -> int:
+    """Ray calls the shards' `find` has taken (from every driver process)."""
+    return sum(s["find_calls"] for s in await asyncio.gather(*(s.stats.remote() for s in client.shards)))
 
 
 async def _find_cpu_s(client: SpatialClient) -> float:
@@ -171,6 +259,7 @@ async def bench(n: int, args: argparse.Namespace, base: Settings) -> None:
                                        "shard_client_max_inflight": args.inflight})
     client = SpatialClient(settings, prefix=f"bench-{secrets.token_hex(3)}")
     pool = None
+    drivers: Drivers | None = None
     try:
         pids = await asyncio.gather(*(s.pid.remote() for s in client.shards))
         shard_processes = [psutil.Process(p) for p in pids]
@@ -193,13 +282,10 @@ async def bench(n: int, args: argparse.Namespace, base: Settings) -> None:
         points = np.column_stack([rng.uniform(lat0, lat1, 20_000), rng.uniform(lng0, lng1, 20_000)])
 
         pool = await asyncpg.create_pool(url, min_size=args.pg_pool, max_size=args.pg_pool)
-        # asyncpg prepares this once per connection and reuses the plan (its statement cache).
-        sql = ("SELECT cleaner_id FROM bench_postgis "
-               "WHERE ST_Intersects(geom, ST_SetSRID(ST_MakePoint($1, $2), 4326))")
 
         async def postgis(lat: float, lng: float) -> list[Any]:
             async with pool.acquire() as conn:  # type: ignore[union-attr]
-                return await conn.fetch(sql, lng, lat)
+                return await conn.fetch(POSTGIS_SQL, lng, lat)
 
         # the two answer the same
         sample = points[:300]
@@ -209,6 +295,9 @@ async def bench(n: int, args: argparse.Namespace, base: Settings) -> None:
         covering = statistics.mean(len(s) for s in pg_sets)
         print(f"agreement on 300 points: {300 - mismatches}/300; mean areas per point {covering:.1f}")
 
+        if args.drivers > 1:
+            drivers = await asyncio.to_thread(Drivers, args.drivers, settings=settings, prefix=client.prefix,
+                                              url=url, pg_pool=args.pg_pool, points=points)
         async with pool.acquire() as conn:
             pg_mem = await conn.fetchval("SELECT pg_total_relation_size('bench_postgis')")
             pg_index = await conn.fetchval("SELECT pg_relation_size('bench_postgis_geom')")
@@ -220,6 +309,8 @@ async def bench(n: int, args: argparse.Namespace, base: Settings) -> None:
         driver = psutil.Process()
         actor_side = [driver, *shard_processes]
         postgis_side = [driver, *(psutil.Process(r["pid"]) for r in backends)]
+        where = (f"{args.drivers} driver processes" if drivers else "one driver process")
+        print(f"clients spread over {where}, each with its own coalescing SpatialClient and asyncpg pool")
 
         print(f"PostGIS through an asyncpg pool of {args.pg_pool} connections; cpu = CPU time per query of "
               "the driver plus the shard processes (actors) or the PostgreSQL backends (PostGIS)")
@@ -229,16 +320,25 @@ async def bench(n: int, args: argparse.Namespace, base: Settings) -> None:
             print(f"{'clients':>7} | {'actors q/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'cpu µs':>6} | "
                   f"{'PostGIS q/s':>11} {'p50 ms':>7} {'p99 ms':>7} {'cpu µs':>6} | {'ratio':>5} | load")
             for concurrency in args.clients:
-                await drive(client.find, points, concurrency=concurrency, seconds=1, processes=[])  # warm up
-                calls_before, find_before = client.coalescer.batches, await _find_cpu_s(client)
+                calls_before, find_before = await _find_calls(client), await _find_cpu_s(client)
                 load = os.getloadavg()[0]
-                a = await drive(client.find, points, concurrency=concurrency, seconds=args.seconds,
-                                processes=actor_side)
-                batch = a["n"] / max(1, client.coalescer.batches - calls_before)
+                if drivers:
+                    a = await asyncio.to_thread(drivers.run, "actors", concurrency=concurrency,
+                                                seconds=args.seconds, processes=actor_side)
+                else:
+                    await drive(client.find, points, concurrency=concurrency, seconds=1, processes=[])  # warm up
+                    calls_before, find_before = await _find_calls(client), await _find_cpu_s(client)
+                    a = await drive(client.find, points, concurrency=concurrency, seconds=args.seconds,
+                                    processes=actor_side)
+                batch = a["n"] / max(1, await _find_calls(client) - calls_before)
                 find_us = 1e6 * (await _find_cpu_s(client) - find_before) / a["n"]
-                await drive(postgis, points, concurrency=concurrency, seconds=1, processes=[])
-                p = await drive(postgis, points, concurrency=concurrency, seconds=args.seconds,
-                                processes=postgis_side)
+                if drivers:
+                    p = await asyncio.to_thread(drivers.run, "postgis", concurrency=concurrency,
+                                                seconds=args.seconds, processes=postgis_side)
+                else:
+                    await drive(postgis, points, concurrency=concurrency, seconds=1, processes=[])
+                    p = await drive(postgis, points, concurrency=concurrency, seconds=args.seconds,
+                                    processes=postgis_side)
                 load = (load + os.getloadavg()[0]) / 2
                 print(f"{concurrency:>7} | {a['qps']:>10,.0f} {a['p50_ms']:>7.2f} {a['p99_ms']:>7.2f} "
                       f"{a['cpu_us']:>6.0f} | {p['qps']:>11,.0f} {p['p50_ms']:>7.2f} {p['p99_ms']:>7.2f} "
@@ -246,6 +346,8 @@ async def bench(n: int, args: argparse.Namespace, base: Settings) -> None:
                       f"  (~{batch:.0f} points per Ray call, {find_us:.0f} µs of cpu in the shards' find)",
                       flush=True)
     finally:
+        if drivers is not None:
+            drivers.close()
         for shard in client.shards:
             ray.kill(shard)
         if pool is not None:
@@ -264,6 +366,8 @@ async def main() -> None:
     parser.add_argument("--coverage", type=float, default=25.0, help="mean areas covering a point")
     parser.add_argument("--pg-pool", type=int, default=16,
                         help="PostgreSQL connections in the PostGIS pool (the server's max_connections is shared)")
+    parser.add_argument("--drivers", type=int, default=1,
+                        help="processes the clients are spread over (both sides alike), like edge workers")
     parser.add_argument("--repeat", type=int, default=1, help="measure the whole table this many times")
     args = parser.parse_args()
     args.server_url = os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test"

@@ -1,10 +1,13 @@
-"""`spotless <command>`: dev, migrate, seed, edge, admin, worker, relay, users."""
+"""`spotless <command>`: dev, migrate, seed, edge, admin, worker, relay, actors, users."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
+import socket
 import sys
+from typing import Any
 
 from core.errors import SpotlessError
 from core.settings import get_settings
@@ -70,16 +73,79 @@ def cmd_actors_status(args: argparse.Namespace) -> None:
         raise SystemExit("spotless actors status: set RAY_ADDRESS to the cluster's address "
                          "(`spotless dev` prints its local one)")
     from actors.runtime import connect, disconnect
-    from actors.status import render, shard_status
+    from actors.status import layout_counts, render, shard_status
+
+    async def run() -> list[Any]:
+        counts = None
+        if settings.database_url:  # the layout's counts; without a database, the settings'
+            from storage.db import close_database, open_database
+
+            await open_database(settings)
+            try:
+                counts = await layout_counts(settings)
+            finally:
+                await close_database()
+        return await shard_status(settings, counts=counts)
 
     connect(settings)
     try:
-        rows = asyncio.run(shard_status(settings))
+        rows = asyncio.run(run())
+    except OSError as exc:
+        sys.exit(f"spotless actors status: cannot reach the database: {exc}")
     finally:
         disconnect()
     print(render(rows))
     if any(row.state.startswith("no answer") for row in rows):
         sys.exit(1)
+
+
+def cmd_actors_rebalance(args: argparse.Namespace) -> None:
+    """Change shard counts on the live cluster; one line per kind."""
+    settings = get_settings()
+    counts = {kind: n for kind, n in (("spatial", args.spatial), ("presence", args.presence),
+                                      ("conversations", args.conversations)) if n is not None}
+    if not counts:
+        sys.exit("spotless actors rebalance: say which counts to change, e.g. --conversations 6")
+    from storage.shard_layout import check_count
+
+    try:
+        for kind, count in counts.items():
+            check_count(kind, count)
+    except SpotlessError as exc:
+        sys.exit(f"spotless actors rebalance: {exc.detail}")
+    if not settings.ray_address:
+        sys.exit("spotless actors rebalance: set RAY_ADDRESS to the cluster's address")
+    _need_database()
+    from actors.rebalance import rebalance
+    from actors.runtime import connect, disconnect
+    from storage.bus import Bus
+    from storage.db import close_database, open_database
+
+    async def run() -> list[Any]:
+        await open_database(settings)
+        bus = Bus(settings.nats_url or "nats://127.0.0.1:4222", name="spotless-rebalance")
+        bus.start()
+        try:
+            if not await bus.wait_connected(5.0):
+                print("spotless actors rebalance: NATS unreachable; processes learn the new layout "
+                      "from the old shards' \"moved\" answers instead", file=sys.stderr)
+            return await rebalance(settings, counts, bus=bus, grace_s=args.grace_s,
+                                   changed_by=f"cli:{getpass.getuser()}@{socket.gethostname()}")
+        finally:
+            await bus.close()
+            await close_database()
+
+    connect(settings)
+    try:
+        changes = asyncio.run(run())
+    except SpotlessError as exc:
+        sys.exit(f"spotless actors rebalance: {exc.detail}")
+    except OSError as exc:
+        sys.exit(f"spotless actors rebalance: cannot reach the database: {exc}")
+    finally:
+        disconnect()
+    for change in changes:
+        print(change.describe())
 
 
 def cmd_make_admin(args: argparse.Namespace) -> None:
@@ -139,6 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
     actors_sub = actors.add_subparsers(dest="actors_command", required=True)
     actors_sub.add_parser("status", help="every shard: its node, entity count and memory").set_defaults(
         func=cmd_actors_status)
+    rebalance = actors_sub.add_parser(
+        "rebalance", help="change shard counts on the live system (docs/decisions/0018)")
+    rebalance.add_argument("--spatial", type=int, metavar="N", help="spatial shards")
+    rebalance.add_argument("--presence", type=int, metavar="N", help="presence shards")
+    rebalance.add_argument("--conversations", type=int, metavar="N", help="conversation shards")
+    rebalance.add_argument("--grace-s", type=float, default=None, metavar="S",
+                           help="how long old shards answer \"moved\" before they are killed "
+                                "(default SPOTLESS_REBALANCE_GRACE_S)")
+    rebalance.set_defaults(func=cmd_actors_rebalance)
 
     users = sub.add_parser("users", help="manage accounts")
     users_sub = users.add_subparsers(dest="users_command", required=True)

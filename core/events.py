@@ -241,6 +241,8 @@ class RealtimeEvent(StrEnum):
 
     CHAT_MESSAGE = "chat.message"  # data: a chat message with its per-conversation seq
     CHAT_READ = "chat.read"  # data: {user_id, seq}
+    CHAT_SENT = "chat.sent"  # to a socket that sent client-chat-message: {client_msg_id, seq, created}
+    CHAT_SEND_FAILED = "chat.send_failed"  # to that socket: {client_msg_id, status, code, detail}
     BOOKING_CREATED = "booking.created"  # data: a booking broadcast (core/booking_broadcasts.py)
     BOOKING_UPDATED = "booking.updated"  # data: the same shape, after a transition
     CLEANER_PRESENCE = "cleaner.presence"  # data: {cleaner_id, online, at, location?} (core/cleaner_presence.py)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field
@@ -102,6 +102,15 @@ class Settings(BaseSettings):
     presence_notify_s: float = 1.0  # how often a presence shard tells clients their cleaner came/went
     presence_shard_prefix: str = "presence"
     shard_client_max_inflight: int = 1  # Ray calls in flight per shard; the rest coalesce into the next
+    # Resharding (docs/decisions/0018): the counts above only seed the layout kept in PostgreSQL.
+    rebalance_grace_s: float = 5.0  # old shards answer "moved" this long after a new layout, then die
+    shard_layout_wait_s: float = 10.0  # a call that got "moved" waits this long for the new layout
+    # Where Ray places shard actors (README "Operating on a Ray cluster"): every shard of every
+    # kind asks for one unit of `shard_resource` (empty: none, any node will do) and reserves
+    # `shard_memory_mb`; SPREAD puts consecutive shards on different nodes.
+    shard_scheduling: Literal["SPREAD", "DEFAULT"] = "SPREAD"
+    shard_resource: str = ""  # e.g. "spotless_shard", offered by the shard nodes of ray_cluster.yaml
+    shard_memory_mb: int = Field(default=0, ge=0)  # Ray's logical memory reservation per shard
     service_area_max_vertices: int = 2000
     service_area_max_km2: float = 5000.0
     search_max_hours: int = 12
@@ -144,6 +153,7 @@ class Settings(BaseSettings):
     realtime_worker_heartbeat_s: float = 10.0  # presence members of a worker silent 3x this are dropped
     realtime_auth_timestamp_tolerance_s: int = 600  # signed HTTP events API requests
     conversation_shards: int = 4
+    conversation_shard_prefix: str = "conversations"
     presence_channel_shards: int = 2
     chat_message_max_chars: int = 4000
     chat_recent_messages: int = 100  # per conversation, kept in its shard

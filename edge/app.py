@@ -9,6 +9,7 @@ from sanic.config import Config
 
 from actors import runtime
 from actors.clients import PresenceClient, SpatialClient
+from actors.layout import Layouts
 from core.settings import Settings, get_settings
 from edge import accounts, chat, health, oauth, realtime, staff, supply
 from edge import bookings as bookings_api
@@ -30,6 +31,7 @@ from edge.observability import (
     on_request,
     on_response,
     secret_values,
+    tune_garbage_collector,
 )
 from edge.validation import refuse_nul_bytes
 from storage.bus import Bus
@@ -87,12 +89,17 @@ def create_app(settings: Settings | None = None) -> Sanic:
         app.ctx.bus = Bus(settings.nats_url or "nats://127.0.0.1:4222", name="spotless-edge")
         app.ctx.bus.start()
         runtime.connect(settings)
-        # One client per worker: it coalesces this worker's concurrent calls per shard.
-        app.ctx.spatial = SpatialClient(settings)
-        app.ctx.presence = PresenceClient(settings)
+        # One client per worker: it coalesces this worker's concurrent calls per shard, routed
+        # by the shard layout in PostgreSQL, which this worker follows through rebalances.
+        app.ctx.layouts = Layouts(settings)
+        app.ctx.layouts.follow(app.ctx.bus)
+        app.ctx.spatial = SpatialClient(settings, layouts=app.ctx.layouts)
+        app.ctx.presence = PresenceClient(settings, layouts=app.ctx.layouts)
+        tune_garbage_collector()
 
     @app.after_server_stop
     async def stop(app: Sanic) -> None:
+        await app.ctx.layouts.stop()
         await app.ctx.bus.close()
         await close_database()
         runtime.disconnect()

@@ -41,7 +41,7 @@ def router_of(request: Request) -> ConversationRouter:
     """This worker's router, made on first use (it looks up or creates the shard actors)."""
     ctx = request.app.ctx
     if getattr(ctx, "conversation_router", None) is None:
-        ctx.conversation_router = ConversationRouter(ctx.settings)
+        ctx.conversation_router = ConversationRouter(ctx.settings, layouts=ctx.layouts)
     router: ConversationRouter = ctx.conversation_router
     return router
 

@@ -1,7 +1,9 @@
 """The one place where errors become RFC 9457 problem details.
 
 Domain errors (core.errors) carry their status and code; Sanic's own errors (bad JSON, unknown
-route, oversized body) are mapped by status; anything else is a logged 500 with the request id.
+route, oversized body) are mapped by status; a dependency that cannot be reached (PostgreSQL
+restarting, a shard actor's process gone) is a 503 with Retry-After, as `Unavailable`; anything
+else is a logged 500 with the request id.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from sanic import Request
 from sanic.exceptions import MethodNotAllowed, NotFound, SanicException
 from sanic.response import HTTPResponse, json
 
+from actors.runtime import unreachable_dependency
 from core.errors import (
     PROBLEM_CONTENT_TYPE,
     SpotlessError,
@@ -74,6 +77,11 @@ def problem(
 
 async def handle_exception(request: Request, exc: Exception) -> HTTPResponse:
     request_id_var.set(str(request.id))  # routing errors arrive before the request middleware
+    unavailable = unreachable_dependency(exc)
+    if unavailable is not None:
+        log.warning("dependency unavailable: %s: %s", type(exc).__name__, exc,
+                    extra={"request_id": str(request.id), "path": request.path})
+        exc = unavailable
     if isinstance(exc, SpotlessError):
         body, headers = problem_of(exc)
         if isinstance(exc, Unauthenticated):

@@ -15,7 +15,6 @@ from typing import Any
 from uuid import UUID
 
 from tortoise import connections
-from tortoise.transactions import in_transaction
 
 from core.channels import BookingParties, Viewer, conversation_channel
 from core.chat import check_participant
@@ -23,7 +22,7 @@ from core.errors import Invalid
 from core.events import EventType, PushCategory
 from core.ids import new_id
 from core.pagination import decode_cursor, encode_cursor
-from storage.models import OutboxEvent
+from storage import outbox
 
 _MESSAGE_COLUMNS = ("m.id, m.conversation_id::text AS conversation_id, m.seq, m.sender_id::text AS sender_id, "
                     "m.client_msg_id, m.body, m.created_at, m.attachment_id::text AS attachment_id, "
@@ -151,7 +150,7 @@ async def append_batch(
     batch: list[tuple[str, list[Draft], BookingParties]],
 ) -> list[list[dict[str, Any]]]:
     """Write the messages of many conversations and advance each one's last seq in one
-    transaction (one INSERT of all rows, one UPDATE, one outbox insert: a push notification for
+    statement (an INSERT of all rows, an UPDATE, an outbox insert: a push notification for
     the other party of each message). Returns each conversation's messages in seq order.
     Raises IntegrityError on a seq clash or a client_msg_id already stored; nothing is written."""
     ids, seqs, senders, client_msg_ids, bodies = [], [], [], [], []
@@ -171,21 +170,20 @@ async def append_batch(
                 "body": draft.body[:140] or "Sent a photo",
                 "data": {"route": f"/conversations/{conversation_id}", "seq": str(draft.seq)},
             })
-    async with in_transaction() as conn:
-        rows = await _query(
-            "WITH m AS (INSERT INTO chat_messages (conversation_id, seq, sender_id, client_msg_id, body, "
-            "attachment_id) SELECT c::uuid, s, snd::uuid, cm, b, att::uuid "
-            "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]) "
-            "AS t(c, s, snd, cm, b, att) RETURNING *) "
-            f"SELECT {_MESSAGE_COLUMNS} FROM m LEFT JOIN chat_attachments a ON a.id = m.attachment_id",
-            ids, seqs, senders, client_msg_ids, bodies, attachments, using=conn)
-        await _query(
-            "UPDATE chat_conversations c SET last_seq = t.seq, last_message_at = now() "
-            "FROM unnest($1::text[], $2::bigint[]) AS t(id, seq) WHERE c.id = t.id::uuid",
-            [cid for cid, _, _ in batch], [max(d.seq for d in drafts) for _, drafts, _ in batch], using=conn)
-        # The rows outbox.enqueue writes, in one pipelined statement (it has no multi-row form yet).
-        await OutboxEvent.bulk_create([OutboxEvent(event_id=new_id(), type=str(EventType.PUSH_REQUESTED),
-                                                   payload=push) for push in pushes], using_db=conn)
+    # One statement, so one round trip and its own transaction: data-modifying CTEs all apply or
+    # none does (a unique-key clash rolls back the update and the outbox rows too).
+    rows = await _query(
+        "WITH m AS (INSERT INTO chat_messages (conversation_id, seq, sender_id, client_msg_id, body, "
+        "attachment_id) SELECT c::uuid, s, snd::uuid, cm, b, att::uuid "
+        "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]) "
+        "AS t(c, s, snd, cm, b, att) RETURNING *), "
+        "c AS (UPDATE chat_conversations c SET last_seq = t.seq, last_message_at = now() "
+        "FROM unnest($7::text[], $8::bigint[]) AS t(id, seq) WHERE c.id = t.id::uuid), "
+        f"o AS ({outbox.insert_many_sql(type_param=9, ids_param=10, payloads_param=11)}) "
+        f"SELECT {_MESSAGE_COLUMNS} FROM m LEFT JOIN chat_attachments a ON a.id = m.attachment_id",
+        ids, seqs, senders, client_msg_ids, bodies, attachments,
+        [cid for cid, _, _ in batch], [max(d.seq for d in drafts) for _, drafts, _ in batch],
+        str(EventType.PUSH_REQUESTED), [str(new_id()) for _ in pushes], [json.dumps(p) for p in pushes])
     by_conversation: dict[str, list[dict[str, Any]]] = {cid: [] for cid, _, _ in batch}
     for row in rows:
         by_conversation[row["conversation_id"]].append(message_dict(row))

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 from tortoise import Tortoise, connections
+from tortoise.backends.base.client import TransactionContextPooled
+from tortoise.connection import get_connections
 
 from core.settings import Settings
 
@@ -33,7 +38,48 @@ def tortoise_config(settings: Settings, *, database_url: str | None = None) -> d
     }
 
 
+def _restore_connection_on_failure() -> None:
+    """Tortoise's pooled `in_transaction()` takes a pool connection and makes it the task's
+    current connection before sending BEGIN, and gives it back only on a clean path: when BEGIN
+    fails, or releasing the connection fails after a broken one (PostgreSQL went away
+    mid-transaction), the task keeps the dead connection as its current one and runs every
+    later transaction as a savepoint on it (a relay loop never recovers), and a failed BEGIN
+    leaves the pool one connection short for good. Wrapped once per process: whatever fails,
+    the connection goes back to the pool and the task's current connection is restored."""
+    enter, leave = TransactionContextPooled.__aenter__, TransactionContextPooled.__aexit__
+    if getattr(enter, "restores_connection", False):
+        return
+
+    def restore(context: TransactionContextPooled) -> bool:
+        token = getattr(context, "token", None)  # set once the connection was taken
+        if token is None or token._used:
+            return False
+        get_connections().reset(token)
+        return True
+
+    async def __aenter__(self: TransactionContextPooled) -> Any:
+        try:
+            return await enter(self)
+        except BaseException:
+            pool = self.client._parent._pool
+            if restore(self) and pool is not None:
+                with contextlib.suppress(Exception):  # the error to report is BEGIN's
+                    await pool.release(self.client._connection)
+            raise
+
+    async def __aexit__(self: TransactionContextPooled, *exc_info: Any) -> None:
+        try:
+            await leave(self, *exc_info)
+        finally:
+            restore(self)
+
+    __aenter__.restores_connection = True  # type: ignore[attr-defined]
+    TransactionContextPooled.__aenter__ = __aenter__  # type: ignore[method-assign]
+    TransactionContextPooled.__aexit__ = __aexit__  # type: ignore[method-assign, assignment]
+
+
 async def open_database(settings: Settings, *, database_url: str | None = None) -> None:
+    _restore_connection_on_failure()
     # Requests and jobs run in tasks other than the one that opened the database, so the
     # context is shared process-wide (what Tortoise's own Sanic and Starlette integrations do).
     await Tortoise.init(config=tortoise_config(settings, database_url=database_url),
@@ -47,3 +93,42 @@ async def close_database() -> None:
 async def ping_database() -> None:
     """One round trip; raises when the database cannot answer."""
     await connections.get("default").execute_query("SELECT 1")
+
+
+# PostgreSQL is away or going away: restarting, failing over, shutting down, out of slots, or the
+# connection broke mid-query. What a retry later can fix, unlike a refused query.
+_SERVER_AWAY = (
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08, and a connection lost mid-query
+    asyncpg.exceptions.OperatorInterventionError,  # 57: shutting down, starting up, query cancelled
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
+def _raised_in_asyncpg(tb: TracebackType | None) -> bool:
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__", "").startswith("asyncpg."):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` (or what it was raised from) says the database could not be reached or
+    dropped the connection, rather than refusing a query: the caller answers "try again"."""
+    seen: BaseException | None = exc
+    for _ in range(5):  # the cause chain of a wrapped error; bounded
+        if seen is None:
+            return False
+        if isinstance(seen, _SERVER_AWAY):
+            return True
+        if isinstance(seen, OSError) and _raised_in_asyncpg(seen.__traceback__):
+            return True  # refused or reset sockets, connect timeouts
+        if isinstance(seen, asyncpg.InterfaceError) and "clos" in str(seen):
+            return True  # a connection or pool closed under the query (not a misuse of one)
+        if seen.__cause__ is None and isinstance(seen, asyncpg.InternalClientError | asyncpg.InterfaceError):
+            # asyncpg failing to clean up (the pool resetting a connection that broke mid-query
+            # as it takes it back) hides the error that broke it: judge that one
+            seen = seen.__context__
+        else:
+            seen = seen.__cause__
+    return False

@@ -82,7 +82,7 @@ async def _open_failed_job(job_id: int, *, using: BaseDBAsyncClient) -> FailedJo
 
 async def _resolve(job: FailedJob, resolution: str, *, actor: User, reason: str,
                    using: BaseDBAsyncClient) -> None:
-    job.resolution, job.resolved_at, job.resolved_by_id = resolution, utcnow(), actor.id  # type: ignore[attr-defined]
+    job.resolution, job.resolved_at, job.resolved_by_id = resolution, utcnow(), actor.id
     await job.save(update_fields=["resolution", "resolved_at", "resolved_by_id"], using_db=using)
     await audit.record(actor_id=actor.id, action=f"failed_job.{resolution}", entity_type="failed_job",
                        entity_id=job.id, before={"resolution": None},

@@ -28,6 +28,14 @@ async def enqueue(event_type: EventType | str, payload: dict[str, Any], *,
     return event_id
 
 
+def insert_many_sql(*, type_param: int, ids_param: int, payloads_param: int) -> str:
+    """The INSERT that writes many events of one type (event ids and JSON payloads as text
+    arrays), for a data-modifying CTE of a larger statement: the rows then commit with the change
+    they describe, in one round trip."""
+    return (f"INSERT INTO outbox (event_id, type, payload) SELECT e::uuid, ${type_param}, p::jsonb "
+            f"FROM unnest(${ids_param}::text[], ${payloads_param}::text[]) AS t(e, p)")
+
+
 @dataclass(frozen=True)
 class PendingEvent:
     id: int

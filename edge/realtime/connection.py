@@ -19,6 +19,7 @@ from core.channels import ChannelKind, channel_kind
 from core.errors import Invalid
 from core.realtime import RealtimeApp
 from core.settings import Settings
+from edge.realtime.chat_send import CHAT_SEND_EVENT, ChatSender, send_over_socket
 from edge.realtime.cleaner_presence import PRESENCE_EVENT, Heartbeats, record_heartbeat
 from edge.realtime.errors import (
     ClientEventRateLimited,
@@ -80,7 +81,8 @@ class TokenBucket:
 
 class Connection:
     def __init__(self, ws: Any, app: RealtimeApp, hub: Hub, presence: PresenceRegistry,
-                 settings: Settings, cleaner_presence: Heartbeats | None = None) -> None:
+                 settings: Settings, cleaner_presence: Heartbeats | None = None,
+                 chat: ChatSender | None = None) -> None:
         self.ws = ws
         self.app = app
         self.app_id = app.id
@@ -93,7 +95,11 @@ class Connection:
         self.bucket = TokenBucket(app.client_events_per_s)
         self.dropped = False
         self.cleaner_presence = cleaner_presence
+        self.chat = chat
         self.roles: dict[str, str] = {}
+        self.heard_at = time.monotonic()  # when the client last sent a frame
+        self.ping_sent_at: float | None = None  # when we pinged a quiet client, until it answers
+        self.closing = False
 
     # --- outgoing ---
 
@@ -129,20 +135,25 @@ class Connection:
                 await writer
             await self.leave_all()
 
-    async def _read_forever(self) -> None:
-        ping_sent = False
-        while True:
-            timeout = (self.settings.realtime_pong_timeout_s if ping_sent
-                       else self.settings.realtime_activity_timeout_s)
-            raw = await self.ws.recv(timeout=timeout)
-            if raw is None:
-                if ping_sent:
-                    await report(self.ws, PongNotReceived())
-                    return
+    def check_activity(self, now: float) -> None:
+        """Called by the worker's sweeper (`watch_activity`): ping a socket that has been quiet
+        for the activity timeout; close one that then stays quiet for the pong timeout. One
+        sweeper for all sockets instead of a timer per frame read, which cost more than the
+        frame itself with thousands of sockets."""
+        if self.ping_sent_at is None:
+            if now - self.heard_at >= self.settings.realtime_activity_timeout_s:
                 self.deliver(encode("pusher:ping", {}))
-                ping_sent = True
-                continue
-            ping_sent = False  # any frame shows the client is alive
+                self.ping_sent_at = now
+        elif now - self.ping_sent_at >= self.settings.realtime_pong_timeout_s and not self.closing:
+            self.closing = True
+            asyncio.get_running_loop().create_task(report(self.ws, PongNotReceived()))
+
+    async def _read_forever(self) -> None:
+        while True:
+            raw = await self.ws.recv()
+            if raw is None:  # the socket is closing
+                return
+            self.heard_at, self.ping_sent_at = time.monotonic(), None  # any frame shows the client is alive
             try:
                 await self.handle(raw)
             except PusherError as exc:
@@ -244,6 +255,12 @@ class Connection:
             await record_heartbeat(channel, _parsed(frame.data), self.cleaner_presence, self.roles)
             return
         member = self.channels[channel]
+        if frame.event == CHAT_SEND_EVENT and self.chat is not None:
+            if member is None:
+                raise ClientEventRejected(f"Client event rejected: send {CHAT_SEND_EVENT} on a conversation channel")
+            self.deliver(await send_over_socket(channel, _parsed(frame.data), sender_id=member.user_id,
+                                                chat=self.chat))
+            return
         await self.hub.publish(app_id=self.app_id, channel=channel, event=frame.event,
                                data=frame.data, exclude_socket_id=self.socket_id,
                                user_id=member.user_id if member is not None else None)
@@ -271,3 +288,16 @@ def _member(channel_data: Any) -> Member:
         raise Unauthorized("presence channel_data must carry a user_id")
     return Member(user_id, parsed.get("user_info"))
 
+
+
+async def watch_activity(connections: Any, settings: Settings) -> None:
+    """The worker's one activity sweeper: every so often, each open connection checks whether
+    it is due a ping or a close (`Connection.check_activity`). `connections` maps app id to the
+    set of open connections (the hub's registry)."""
+    period = max(0.05, min(1.0, settings.realtime_activity_timeout_s / 4, settings.realtime_pong_timeout_s / 4))
+    while True:
+        await asyncio.sleep(period)
+        now = time.monotonic()
+        for group in list(connections.values()):
+            for connection in list(group):
+                connection.check_activity(now)

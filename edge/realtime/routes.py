@@ -13,8 +13,9 @@ from websockets.exceptions import ConnectionClosed
 
 from core.realtime import RealtimeApp, parse_apps
 from core.settings import Settings
+from edge.chat import router_of
 from edge.realtime import auth, events_api
-from edge.realtime.connection import Connection, report
+from edge.realtime.connection import Connection, report, watch_activity
 from edge.realtime.errors import OverConnectionCapacity, PusherError, Unavailable, UnknownApp
 from edge.realtime.hub import Hub
 from edge.realtime.presence import PresenceRegistry
@@ -61,7 +62,9 @@ async def socket(request: Request, ws: WebsocketImplProtocol, key: str) -> None:
         await report(ws, exc)
         return
     connection = Connection(ws, app, state.hub, state.presence, settings,
-                            cleaner_presence=request.app.ctx.presence)
+                            cleaner_presence=request.app.ctx.presence,
+                            # Chat shards publish as the platform's own (first) app: sends too.
+                            chat=router_of(request) if app is state.apps[0] else None)
     state.hub.connections[app.id].add(connection)
     try:
         await connection.run()
@@ -89,12 +92,15 @@ def install(app: Sanic) -> None:
         bus: Bus = app.ctx.bus
         app.ctx.realtime = RealtimeState(apps, Hub(bus), PresenceRegistry(settings))
         app.ctx.realtime.presence.start()
+        app.ctx.realtime_sweeper = asyncio.get_running_loop().create_task(
+            watch_activity(app.ctx.realtime.hub.connections, settings))
 
     @app.before_server_stop
     async def stop_realtime(app: Sanic) -> None:
         state = getattr(app.ctx, "realtime", None)
         if state is None:
             return
+        app.ctx.realtime_sweeper.cancel()
         connections = [c for group in state.hub.connections.values() for c in group]
         for connection in connections:
             with contextlib.suppress(Exception):

@@ -24,6 +24,7 @@ from storage.models.jobs import (
 from storage.models.outbox import OutboxEvent
 from storage.models.payments import BookingRefund, SettleRetry
 from storage.models.reviews import Review
+from storage.models.shards import ShardLayout
 from storage.models.supply import (
     AvailabilityException,
     AvailabilityRule,
@@ -50,6 +51,7 @@ __all__ = [
     "BookingTransition",
     "BookingRefund",
     "Review",
+    "ShardLayout",
     "SettleRetry",
     "PaymentCustomer",
     "PayoutAccount",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from actors.clients import Coalescer
+from core.batching import Coalescer
 
 
 class ControlledShard:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import asyncpg
 from starlette.requests import Request
 
 from admin.errors import handle_domain_error, handle_unexpected_error
@@ -72,3 +73,23 @@ async def test_unexpected_error_is_a_500_with_an_id_to_quote(caplog):
     assert body["code"] == "internal_error"
     assert body["error_id"] in body["detail"]
     assert any(getattr(r, "error_id", None) == body["error_id"] for r in caplog.records)
+
+
+async def test_a_database_that_went_away_is_a_503_to_retry_not_a_500():
+    # given the connection to PostgreSQL dropped under an admin page (a restart)
+    error = asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+
+    # when the admin translates it
+    response = await handle_unexpected_error(request_to("/admin/_api/booking/list"), error)
+
+    # then staff's script is told to try again shortly, with no error id to report
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "2"
+    body = json.loads(bytes(response.body))
+    assert body["code"] == "unavailable" and "error_id" not in body
+
+
+async def test_a_plain_bug_is_still_a_500_with_an_error_id():
+    response = await handle_unexpected_error(request_to("/admin/_api/booking/list"), ValueError("a bug"))
+    assert response.status_code == 500
+    assert json.loads(bytes(response.body))["error_id"]

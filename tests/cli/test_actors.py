@@ -1,24 +1,34 @@
-"""`spotless actors status`, run as a process against the session's Ray cluster."""
+"""`spotless actors status` and `spotless actors rebalance`, run as processes against the
+session's Ray cluster."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
 
+from actors.conversations import ConversationRouter
+from actors.layout import Layouts
 from actors.presence import presence_shard
+from actors.rebalance import kill_shards
 from actors.spatial import spatial_shard
 from actors.status import shard_names
+from tests.actors.rebalance_scenarios import new_conversation
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def status(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+async def spotless(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "cli.main", "actors", "status"], cwd=ROOT, env=env,
+        subprocess.run, [sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=env,
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180)
+
+
+async def status(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return await spotless(env, "actors", "status")
 
 
 async def test_status_lists_every_shard_with_its_process_and_what_it_holds(db, services, settings):
@@ -48,3 +58,41 @@ async def test_status_without_a_cluster_address_says_so_in_one_line(services):
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert "RAY_ADDRESS" in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_rebalance_moves_conversations_to_new_shards_and_status_lists_them(db, services, settings):
+    # given conversation shards of their own prefix on 2, one of which took a message
+    prefix = f"cli-conv-{secrets.token_hex(3)}"
+    env = {**os.environ, **services, "SPOTLESS_CONVERSATION_SHARD_PREFIX": prefix,
+           "SPOTLESS_CONVERSATION_SHARDS": "2", "SPOTLESS_REBALANCE_GRACE_S": "0.2"}
+    mine = settings.model_copy(update={"conversation_shard_prefix": prefix, "conversation_shards": 2})
+    cid, client_id, _ = await new_conversation(mine)
+    router = ConversationRouter(mine, layouts=Layouts(mine))
+    await router.send(cid, sender_id=client_id, client_msg_id="before", body="before")
+    try:
+        # when an operator rebalances them to 3
+        done = await spotless(env, "actors", "rebalance", "--conversations", "3")
+        # then it says what it did, and status lists the 3 new shards and none of the old ones
+        assert done.returncode == 0, done.stderr
+        [said] = [line for line in done.stdout.splitlines() if line.startswith("conversations")]
+        assert said.split()[:6] == ["conversations", f"{prefix}:", "2", "->", "3", "shards"]
+        listed = await status(env)
+        assert listed.returncode == 0, listed.stderr
+        names = {line.split()[1] for line in listed.stdout.splitlines()[1:-1]}
+        assert {f"{prefix}-{i}-of-3" for i in range(3)} <= names
+        assert not {n for n in names if n.startswith(prefix) and n.endswith("-of-2")}
+        # and a router made before the change sends on through the new owner, seq after seq
+        message, created = await router.send(cid, sender_id=client_id, client_msg_id="after", body="after")
+        assert created and message["seq"] == 2
+    finally:
+        kill_shards(mine, prefix, 2)
+        kill_shards(mine, prefix, 3)
+
+
+async def test_rebalance_refuses_bad_counts_in_one_line(services):
+    env = {**os.environ, **services, "SPOTLESS_CONVERSATION_SHARD_PREFIX": f"cli-bad-{secrets.token_hex(3)}"}
+    for args, says in ((["--conversations", "0"], "between 1 and"), ([], "say which counts"),
+                       (["--spatial", "many"], "invalid int value")):
+        done = await spotless(env, "actors", "rebalance", *args)
+        assert done.returncode != 0
+        assert says in done.stderr and "Traceback" not in done.stderr

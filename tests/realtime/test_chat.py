@@ -9,7 +9,9 @@ import signal
 import httpx
 import ray
 
+from core.events import EventType
 from core.realtime import shard_of_conversation
+from storage.models import OutboxEvent
 from tests.realtime.conftest import REALTIME_ENV, auth_for, unique
 
 
@@ -271,3 +273,19 @@ async def test_a_retry_older_than_the_shards_cache_is_answered_from_postgresql(b
     stored = [m for page_start in (0, 100) for m in await messages(api, client, old, after_seq=page_start, limit=100)]
     assert [m["seq"] for m in stored] == list(range(1, 112))
     assert len({m["client_msg_id"] for m in stored}) == 111
+
+
+async def test_each_message_asks_for_a_push_to_the_other_party_in_the_same_commit(booking, rt_async):
+    # given a conversation
+    api = rt_async[0]
+    client, cleaner, conversation_id = await booking()
+    # when the client sends a message
+    sent = await send(api, client, conversation_id, "Running 5 minutes late")
+    assert sent.status_code == 201, sent.text
+    # then the outbox holds one push request for the cleaner, naming the conversation and seq
+    rows = [row for row in await OutboxEvent.filter(type=str(EventType.PUSH_REQUESTED)).order_by("-id").limit(50)
+            if row.payload.get("data", {}).get("route") == f"/conversations/{conversation_id}"]
+    assert len(rows) == 1
+    assert rows[0].payload["user_ids"] == [cleaner.id]
+    assert (rows[0].payload["category"], rows[0].payload["data"]["seq"]) == ("chat", "1")
+    assert rows[0].payload["body"] == "Running 5 minutes late"

@@ -1,0 +1,93 @@
+"""Chat sends over the socket (`client-chat-message` on the conversation's presence channel):
+the same shard path as REST, answered to the sender alone, refused clearly when malformed."""
+
+from __future__ import annotations
+
+from core.clock import utcnow
+from storage.models import User
+from tests.realtime.conftest import auth_for, unique
+from tests.realtime.test_chat import messages
+
+
+async def on_conversation(sockets, rt_api, account, conversation_id: str, edge: int = 0):
+    sock = await sockets(edge)
+    channel = f"presence-conversation.{conversation_id}"
+    await sock.subscribe(channel, auth_for(rt_api, account, sock.socket_id, channel))
+    return sock, channel
+
+
+async def test_a_message_sent_over_the_socket_is_acknowledged_with_its_seq_and_reaches_the_other_party(
+        booking, sockets, rt_api, rt_async):
+    # given both parties on the conversation channel, on different edge workers
+    client, cleaner, conversation_id = await booking()
+    client_sock, channel = await on_conversation(sockets, rt_api, client, conversation_id, edge=0)
+    cleaner_sock, _ = await on_conversation(sockets, rt_api, cleaner, conversation_id, edge=1)
+    # when the client sends twice over the socket, the second time a retry of the first
+    await client_sock.send("client-chat-message", {"client_msg_id": "s-1", "body": " On my way? "}, channel=channel)
+    first = (await client_sock.expect("chat.sent", channel))["data"]
+    await client_sock.send("client-chat-message", {"client_msg_id": "s-1", "body": " On my way? "}, channel=channel)
+    again = (await client_sock.expect("chat.sent", channel))["data"]
+    # then the sender got the seq, the retry the same one, and the cleaner the message once
+    assert first == {"client_msg_id": "s-1", "seq": 1, "created": True}
+    assert again == {"client_msg_id": "s-1", "seq": 1, "created": False}
+    pushed = (await cleaner_sock.expect("chat.message", channel))["data"]
+    assert (pushed["seq"], pushed["body"], pushed["sender_id"]) == (1, "On my way?", client.id)
+    await cleaner_sock.nothing("chat.message", within=0.7)
+    await cleaner_sock.nothing("chat.sent", within=0.1)  # the answer is the sender's alone
+    await cleaner_sock.nothing("client-chat-message", within=0.1)  # the event is never fanned out
+    # and the REST history holds it, in order with REST sends
+    sent = await rt_async[0].post(f"/api/v1/conversations/{conversation_id}/messages", headers=cleaner.auth,
+                                  json={"client_msg_id": unique("r-"), "body": "Yes, 10 minutes"})
+    assert sent.status_code == 201 and sent.json()["data"]["seq"] == 2
+    assert [m["seq"] for m in await messages(rt_async[0], client, conversation_id)] == [1, 2]
+
+
+async def test_a_send_the_shard_refuses_is_answered_to_the_sender_with_the_problem(booking, sockets, rt_api):
+    # given the cleaner on the conversation channel
+    _, cleaner, conversation_id = await booking()
+    sock, channel = await on_conversation(sockets, rt_api, cleaner, conversation_id)
+    # when they send an empty message without an attachment
+    await sock.send("client-chat-message", {"client_msg_id": "e-1", "body": "   "}, channel=channel)
+    # then they hear why, with the same code the REST API gives, and nothing was stored
+    failed = (await sock.expect("chat.send_failed", channel))["data"]
+    assert failed["client_msg_id"] == "e-1" and failed["status"] == 422 and failed["detail"]
+    await sock.nothing("chat.message", within=0.5)
+
+
+async def test_malformed_or_misplaced_socket_sends_get_the_client_event_error(booking, sockets, rt_api, party):
+    # given a party on the conversation channel and on their own private channel
+    client, _, conversation_id = await booking()
+    sock, channel = await on_conversation(sockets, rt_api, client, conversation_id)
+    own = f"private-user.{client.id}"
+    await sock.subscribe(own, auth_for(rt_api, client, sock.socket_id, own))
+    # when they send without a client_msg_id, with a number for a body, with an unknown field,
+    # and on a channel that is not a conversation
+    bad = [({"body": "hi"}, channel), ({"client_msg_id": "x", "body": 5}, channel),
+           ({"client_msg_id": "x", "body": "hi", "admin": True}, channel),
+           ({"client_msg_id": "x", "body": "hi"}, own)]
+    for data, where in bad:
+        await sock.send("client-chat-message", data, channel=where)
+        # then each gets pusher:error 4301 and the socket stays open
+        error = await sock.expect("pusher:error")
+        assert error["data"]["code"] == 4301, error
+    await sock.nothing("chat.sent", within=0.3)
+    assert await messages_count(rt_api, client, conversation_id) == 0
+
+
+async def messages_count(rt_api, account, conversation_id: str) -> int:
+    response = rt_api.get(f"/api/v1/conversations/{conversation_id}/messages", headers=account.auth)
+    assert response.status_code == 200, response.text
+    return len(response.json()["data"])
+
+
+async def test_a_suspended_party_can_no_longer_send_over_a_socket_it_opened_before(booking, sockets, rt_api):
+    # given the client on the conversation channel, then suspended by staff
+    client, _, conversation_id = await booking()
+    sock, channel = await on_conversation(sockets, rt_api, client, conversation_id)
+    await User.filter(id=client.id).update(suspended_at=utcnow())
+    # when they send over the socket they opened before
+    await sock.send("client-chat-message", {"client_msg_id": "late", "body": "still here?"}, channel=channel)
+    # then the send is refused as unauthenticated and nothing is stored
+    failed = (await sock.expect("chat.send_failed", channel))["data"]
+    assert (failed["status"], failed["code"]) == (401, "account_suspended")
+    await sock.nothing("chat.message", within=0.5)

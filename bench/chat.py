@@ -315,13 +315,14 @@ async def main(args: argparse.Namespace) -> None:
                    "SPOTLESS_CONVERSATION_SHARDS": str(args.shards), "SPOTLESS_LOG_LEVEL": "WARNING"}
             settings = Settings(database_url=database_url, nats_url=nats_url, ray_namespace=namespace,
                                 conversation_shards=args.shards)
-            edge: EdgeProcess = await asyncio.to_thread(start_edge, env, tmp)
+            edge: EdgeProcess = await asyncio.to_thread(start_edge, env, tmp, workers=args.edge_workers)
             cleanups.append(edge.stop)
             url, edge_pid = edge.url, edge.proc.pid
         await open_database(settings)
         cleanups.append(close_database)
         app = parse_apps(settings.realtime_apps)[0]
-        print(f"chat end to end against {url}: sends over {args.via}, {args.shards} conversation shards, "
+        print(f"chat end to end against {url}: sends over {args.via}, {args.edge_workers} edge worker(s), "
+              f"{args.shards} conversation shards, "
               f"{args.seconds:.0f} s at {args.rate:.0f} msg/s after {args.baseline_seconds:.0f} s at "
               f"{args.baseline_rate:.0f} msg/s (baseline); load average {os.getloadavg()[0]:.1f}")
         offset = 0
@@ -341,6 +342,8 @@ if __name__ == "__main__":
     parser.add_argument("--baseline-rate", type=float, default=50)
     parser.add_argument("--baseline-seconds", type=float, default=4.0)
     parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--edge-workers", type=int, default=1,
+                        help="Sanic workers of the edge this bench starts (production runs one per core)")
     parser.add_argument("--via", choices=["rest", "socket"], default="rest",
                         help="send over REST (POST .../messages) or the socket (client-chat-message)")
     parser.add_argument("--url", default="", help="a running stack's edge (DATABASE_URL: its database)")

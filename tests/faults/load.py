@@ -20,6 +20,7 @@ import httpx
 
 from tests.conftest import Account
 from tests.faults.conftest import FaultStack, Market, booking_body
+from tests.realtime.pusher_client import PusherSocket
 
 REQUEST_TIMEOUT_S = 20.0  # an answer slower than this counts as a hang
 RETRY_PAUSE_S = 0.25
@@ -211,6 +212,20 @@ class Load:
                 "AND payload->'data'->>'route' = $1", f"/conversations/{conversation_id}")
             assert pushes[0]["n"] == len(rows), "a message without its push event, or the reverse"
 
+    async def assert_nothing_lost_or_doubled(self, races: list[tuple[Account, list[httpx.Response | None]]],
+                                             start: datetime) -> None:
+        """After a fault: each race booked its slot at most once; every acknowledged message and
+        booking is in PostgreSQL exactly once with its events; the outbox drains; and a socket
+        subscribing now hears a new message live."""
+        for cleaner, responses in races:
+            won = assert_race_clean(responses)
+            assert won <= await bookings_overlapping(self.stack, cleaner, start) <= 1
+        await self.assert_chat_exactly_once()
+        await self.assert_bookings_exactly_once()
+        await self.stack.until_outbox_drained()
+        client, cleaner, conversation_id = self.market.conversations[2]
+        await live_delivery_works(self.stack, client, cleaner, conversation_id)
+
     async def assert_bookings_exactly_once(self) -> None:
         """Every slot the load booked is held by exactly one booking, its client's, with its
         timeline row and its outbox event; no slot it tried is held twice or lost."""
@@ -264,3 +279,21 @@ def assert_race_clean(responses: list[httpx.Response | None]) -> int:
     won = sum(1 for r in responses if r is not None and r.status_code == 201)
     assert won <= 1, [r.text for r in responses if r is not None and r.status_code == 201]
     return won
+
+
+async def live_delivery_works(stack: FaultStack, client, cleaner, conversation_id: str) -> None:
+    channel = f"presence-conversation.{conversation_id}"
+    sock = await PusherSocket.connect(stack.edge.url.replace("http://", "ws://") + "/app/spotless-key?protocol=7")
+    try:
+        async with httpx.AsyncClient(base_url=stack.edge.url, timeout=20) as http:
+            auth = await http.post("/api/v1/broadcasting/auth", headers=cleaner.auth,
+                                   data={"socket_id": sock.socket_id, "channel_name": channel})
+            assert auth.status_code == 200, auth.text
+            await sock.subscribe(channel, auth.json())
+            sent = await http.post(f"/api/v1/conversations/{conversation_id}/messages", headers=client.auth,
+                                   json={"client_msg_id": f"after-{secrets.token_hex(4)}", "body": "are you there?"})
+            assert sent.status_code == 201, sent.text
+        frame = await sock.expect("chat.message", channel, wait_s=15)
+        assert frame["data"]["body"] == "are you there?" and frame["data"]["seq"] == sent.json()["data"]["seq"]
+    finally:
+        await sock.close()

@@ -5,14 +5,12 @@ drains once NATS is back; live delivery resumes; and the double-booking race sti
 from __future__ import annotations
 
 import asyncio
-import secrets
 from datetime import timedelta
 
 import httpx
 
 from tests.faults.conftest import FaultStack, Market
-from tests.faults.load import Load, assert_race_clean, bookings_overlapping, race
-from tests.realtime.pusher_client import PusherSocket
+from tests.faults.load import Load, race
 
 OUTAGE_S = 10.0
 
@@ -38,18 +36,11 @@ async def test_ten_seconds_without_nats_under_load_lose_nothing_and_the_outbox_d
         # request with success or a clean refusal
         assert outage_seen["checks"]["nats"] == "not connected", outage_seen
         assert load.unclean() == [], load.summary()
-        # and the race booked the slot at most once
-        won = assert_race_clean(raced)
-        assert won <= await bookings_overlapping(stack, market.cleaners[1], race_day) <= 1
-        # and what the apps were told is what PostgreSQL holds, once
-        await load.assert_chat_exactly_once()
-        await load.assert_bookings_exactly_once()
-        # and the events written while NATS was away waited in the outbox, then went out
+        # and the events written while NATS was away waited in the outbox (then went out, below)
         assert pending > 0
-        await stack.until_outbox_drained()
-        # and live delivery works again: a phone subscribing now hears a new message
-        client, cleaner, conversation_id = market.conversations[2]
-        await live_delivery_works(stack, client, cleaner, conversation_id)
+        # and the race booked once, PostgreSQL holds what the apps were told once, the outbox
+        # drains and live delivery works again
+        await load.assert_nothing_lost_or_doubled([(market.cleaners[1], raced)], race_day)
 
     await asyncio.wait_for(scenario(), 150)
 
@@ -65,21 +56,3 @@ async def not_ready(stack: FaultStack, within_s: float = 5) -> dict:
                 return ready.json()
             assert asyncio.get_running_loop().time() < deadline, "the edge never noticed"
             await asyncio.sleep(0.1)
-
-
-async def live_delivery_works(stack: FaultStack, client, cleaner, conversation_id: str) -> None:
-    channel = f"presence-conversation.{conversation_id}"
-    sock = await PusherSocket.connect(stack.edge.url.replace("http://", "ws://") + "/app/spotless-key?protocol=7")
-    try:
-        async with httpx.AsyncClient(base_url=stack.edge.url, timeout=20) as http:
-            auth = await http.post("/api/v1/broadcasting/auth", headers=cleaner.auth,
-                                   data={"socket_id": sock.socket_id, "channel_name": channel})
-            assert auth.status_code == 200, auth.text
-            await sock.subscribe(channel, auth.json())
-            sent = await http.post(f"/api/v1/conversations/{conversation_id}/messages", headers=client.auth,
-                                   json={"client_msg_id": f"after-{secrets.token_hex(4)}", "body": "are you there?"})
-            assert sent.status_code == 201, sent.text
-        frame = await sock.expect("chat.message", channel, wait_s=15)
-        assert frame["data"]["body"] == "are you there?" and frame["data"]["seq"] == sent.json()["data"]["seq"]
-    finally:
-        await sock.close()

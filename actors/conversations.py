@@ -29,6 +29,7 @@ import ray
 from tortoise.exceptions import IntegrityError
 
 from actors.layout import MOVED, SHARD_GONE, Layouts, ShardSet
+from actors.presence_channels import users_watching
 from actors.runtime import shard_name, shard_options
 from actors.status import process_facts
 from core.batching import Coalescer
@@ -202,6 +203,8 @@ class ConversationShard:
                 continue
             by_conversation[conversation_id].append((index, sender_id, client_msg_id, body, attachment_id))
         ids = sorted(by_conversation)
+        # Who is looking at these conversations right now gets no push (asked meanwhile).
+        watching = asyncio.ensure_future(self._watching(ids))
         async with contextlib.AsyncExitStack() as held:
             for conversation_id in ids:
                 await held.enter_async_context(self.locks[conversation_id])
@@ -215,12 +218,14 @@ class ConversationShard:
                 await self._check_attachments(plans, results)
                 plans = [plan for plan in plans if plan.pending]
             if not plans:
+                watching.cancel()
                 return results
             for plan in plans:
                 plan.fresh_only()  # retries within the cache were answered by _pending
+            present = await watching
             try:
                 written = await chat.append_batch([(p.conversation.id, p.drafts(), p.conversation.parties)
-                                                   for p in plans])
+                                                   for p in plans], watching=present)
             except IntegrityError:
                 # A retry older than the cache, or a second writer (a rebalance): nothing was
                 # written; take each conversation on its own, asking PostgreSQL what it holds.
@@ -230,6 +235,17 @@ class ConversationShard:
             for plan, messages in zip(plans, written, strict=True):
                 await self._accept(plan, messages, results)
         return results
+
+    async def _watching(self, conversation_ids: list[str]) -> dict[str, set[str]]:
+        """Users with a socket on each conversation's channel (the presence-channel shards know);
+        when those cannot answer, nobody: a push too many beats a message nobody hears of."""
+        try:
+            channels = await asyncio.wait_for(users_watching(
+                self.settings, self.app_id, [conversation_channel(cid) for cid in conversation_ids]), 1.0)
+        except Exception:  # Ray raises several types while a shard restarts
+            log.warning("presence channels did not answer; pushing to every recipient", exc_info=True)
+            return {}
+        return {cid: channels.get(conversation_channel(cid), set()) for cid in conversation_ids}
 
     def _pending(self, conversation: _Conversation | None, entries: list[Entry],
                  results: list[dict[str, Any]]) -> list[Entry]:

@@ -150,6 +150,10 @@ class PresenceChannelShard:
     async def members(self, app_id: str, channel: str) -> dict[str, Any]:
         return {uid: m["info"] for uid, m in self.channels.get((app_id, channel), {}).items()}
 
+    async def watching(self, app_id: str, channels: list[str]) -> list[list[str]]:
+        """The users with a socket on each of `channels` (one call for a batch of channels)."""
+        return [list(self.channels.get((app_id, channel), {})) for channel in channels]
+
     async def describe(self) -> dict[str, Any]:
         """What `spotless actors status` shows: presence channels with members, and where it runs."""
         return {"entities": len(self.channels), **process_facts()}
@@ -180,3 +184,14 @@ def presence_channel_shard(settings: Settings, app_id: str, channel: str) -> Any
     """The shard actor holding this channel's members."""
     return presence_channel_shard_at(
         settings, shard_of_channel(app_id, channel, settings.presence_channel_shards))
+
+
+async def users_watching(settings: Settings, app_id: str, channels: list[str]) -> dict[str, set[str]]:
+    """Who has a socket on each channel, asking each shard once for all of its channels."""
+    by_shard: dict[int, list[str]] = {}
+    for channel in channels:
+        by_shard.setdefault(shard_of_channel(app_id, channel, settings.presence_channel_shards), []).append(channel)
+    answers = await asyncio.gather(*(presence_channel_shard_at(settings, shard).watching.remote(app_id, names)
+                                     for shard, names in by_shard.items()))
+    return {channel: set(users) for names, found in zip(by_shard.values(), answers, strict=True)
+            for channel, users in zip(names, found, strict=True)}

@@ -147,11 +147,12 @@ async def append_messages(conversation_id: str, drafts: list[Draft], *,
 
 
 async def append_batch(
-    batch: list[tuple[str, list[Draft], BookingParties]],
+    batch: list[tuple[str, list[Draft], BookingParties]], *, watching: dict[str, set[str]] | None = None,
 ) -> list[list[dict[str, Any]]]:
     """Write the messages of many conversations and advance each one's last seq in one
     statement (an INSERT of all rows, an UPDATE, an outbox insert: a push notification for
-    the other party of each message). Returns each conversation's messages in seq order.
+    the other party of each message, unless `watching` says that party has a socket on the
+    conversation's channel right now). Returns each conversation's messages in seq order.
     Raises IntegrityError on a seq clash or a client_msg_id already stored; nothing is written."""
     ids, seqs, senders, client_msg_ids, bodies = [], [], [], [], []
     attachments: list[str | None] = []
@@ -165,6 +166,8 @@ async def append_batch(
             bodies.append(draft.body)
             attachments.append(draft.attachment_id)
             recipient = parties.cleaner_id if draft.sender_id == parties.client_id else parties.client_id
+            if watching and recipient in watching.get(conversation_id, ()):
+                continue  # the message reaches their open socket; no push
             pushes.append({
                 "user_ids": [recipient], "category": PushCategory.CHAT, "title": "New message",
                 "body": draft.body[:140] or "Sent a photo",

@@ -289,3 +289,35 @@ async def test_each_message_asks_for_a_push_to_the_other_party_in_the_same_commi
     assert rows[0].payload["user_ids"] == [cleaner.id]
     assert (rows[0].payload["category"], rows[0].payload["data"]["seq"]) == ("chat", "1")
     assert rows[0].payload["body"] == "Running 5 minutes late"
+
+
+async def test_a_party_watching_the_conversation_gets_the_message_on_the_socket_and_no_push(
+        booking, sockets, rt_api, rt_async):
+    # given the cleaner's app open on the conversation (a socket on its presence channel)
+    api = rt_async[0]
+    client, cleaner, conversation_id = await booking()
+    channel = f"presence-conversation.{conversation_id}"
+    listener = await sockets(1)
+    await listener.subscribe(channel, auth_for(rt_api, cleaner, listener.socket_id, channel))
+    # and the client's app on it too
+    sender = await sockets(0)
+    await sender.subscribe(channel, auth_for(rt_api, client, sender.socket_id, channel))
+    # when the client sends a message
+    sent = await send(api, client, conversation_id, "Gate code 4321")
+    assert sent.status_code == 201, sent.text
+    # then it reaches the cleaner's socket, and no push is asked for
+    assert (await listener.expect("chat.message", channel))["data"]["body"] == "Gate code 4321"
+    assert await push_rows_for(conversation_id) == []
+    # when the cleaner closes the app and the client writes again
+    await listener.close()
+    assert (await sender.expect("pusher_internal:member_removed", channel))["data"]["user_id"] == cleaner.id
+    again = await send(api, client, conversation_id, "Did you get in?")
+    assert again.status_code == 201, again.text
+    # then this one asks for a push to the cleaner
+    rows = await push_rows_for(conversation_id)
+    assert [(r.payload["user_ids"], r.payload["data"]["seq"]) for r in rows] == [([cleaner.id], "2")]
+
+
+async def push_rows_for(conversation_id: str) -> list[OutboxEvent]:
+    return [row for row in await OutboxEvent.filter(type=str(EventType.PUSH_REQUESTED)).order_by("-id").limit(50)
+            if row.payload.get("data", {}).get("route") == f"/conversations/{conversation_id}"]

@@ -128,3 +128,12 @@ async def rt_async(rt_edges: list[EdgeProcess]) -> Any:
     async with httpx.AsyncClient(base_url=rt_edges[0].url, timeout=60) as zero, \
             httpx.AsyncClient(base_url=rt_edges[1].url, timeout=60) as one:
         yield [zero, one]
+
+
+async def on_conversation(sockets: Any, rt_api: httpx.Client, account: Account, conversation_id: str,
+                          edge: int = 0) -> tuple[Any, str]:
+    """A socket of `account`'s on the conversation's presence channel, on edge worker `edge`."""
+    sock = await sockets(edge)
+    channel = f"presence-conversation.{conversation_id}"
+    await sock.subscribe(channel, auth_for(rt_api, account, sock.socket_id, channel))
+    return sock, channel

@@ -12,7 +12,7 @@ import ray
 from core.events import EventType
 from core.realtime import shard_of_conversation
 from storage.models import OutboxEvent
-from tests.realtime.conftest import REALTIME_ENV, auth_for, unique
+from tests.realtime.conftest import REALTIME_ENV, auth_for, on_conversation, unique
 
 
 async def send(api: httpx.AsyncClient, account, conversation_id: str, body: str,
@@ -283,8 +283,7 @@ async def test_each_message_asks_for_a_push_to_the_other_party_in_the_same_commi
     sent = await send(api, client, conversation_id, "Running 5 minutes late")
     assert sent.status_code == 201, sent.text
     # then the outbox holds one push request for the cleaner, naming the conversation and seq
-    rows = [row for row in await OutboxEvent.filter(type=str(EventType.PUSH_REQUESTED)).order_by("-id").limit(50)
-            if row.payload.get("data", {}).get("route") == f"/conversations/{conversation_id}"]
+    rows = await push_rows_for(conversation_id)
     assert len(rows) == 1
     assert rows[0].payload["user_ids"] == [cleaner.id]
     assert (rows[0].payload["category"], rows[0].payload["data"]["seq"]) == ("chat", "1")
@@ -296,12 +295,9 @@ async def test_a_party_watching_the_conversation_gets_the_message_on_the_socket_
     # given the cleaner's app open on the conversation (a socket on its presence channel)
     api = rt_async[0]
     client, cleaner, conversation_id = await booking()
-    channel = f"presence-conversation.{conversation_id}"
-    listener = await sockets(1)
-    await listener.subscribe(channel, auth_for(rt_api, cleaner, listener.socket_id, channel))
+    listener, channel = await on_conversation(sockets, rt_api, cleaner, conversation_id, edge=1)
     # and the client's app on it too
-    sender = await sockets(0)
-    await sender.subscribe(channel, auth_for(rt_api, client, sender.socket_id, channel))
+    sender, _ = await on_conversation(sockets, rt_api, client, conversation_id)
     # when the client sends a message
     sent = await send(api, client, conversation_id, "Gate code 4321")
     assert sent.status_code == 201, sent.text

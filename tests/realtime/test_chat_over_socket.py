@@ -5,15 +5,8 @@ from __future__ import annotations
 
 from core.clock import utcnow
 from storage.models import User
-from tests.realtime.conftest import auth_for, unique
+from tests.realtime.conftest import auth_for, on_conversation, unique
 from tests.realtime.test_chat import messages
-
-
-async def on_conversation(sockets, rt_api, account, conversation_id: str, edge: int = 0):
-    sock = await sockets(edge)
-    channel = f"presence-conversation.{conversation_id}"
-    await sock.subscribe(channel, auth_for(rt_api, account, sock.socket_id, channel))
-    return sock, channel
 
 
 async def test_a_message_sent_over_the_socket_is_acknowledged_with_its_seq_and_reaches_the_other_party(

@@ -11,7 +11,6 @@ which message may carry which attachment is core.chat's rule, checked by the Con
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from uuid import UUID
 
@@ -23,9 +22,9 @@ from core.errors import NotFound
 from core.events import EventType
 from core.ids import new_id
 from core.settings import Settings
-from core.supply import EXTENSIONS, IMAGE_TYPES, check_upload
+from core.supply import EXTENSIONS, IMAGE_TYPES
 from storage import audit, chat, evidence, outbox
-from storage.files import FileStore
+from storage.files import FileStore, judge_upload
 from storage.models import ChatAttachment
 
 ATTACHMENT_PREFIX = "chat"
@@ -36,10 +35,8 @@ async def add_attachment(conversation_id: str, *, viewer: Viewer, data: bytes, s
     """A party uploads an image to the conversation; the images job is asked to process it.
     Admins are not parties: like messages, they cannot post (404, as for strangers)."""
     parties = await chat.conversation_for(viewer, conversation_id)
-    # Pillow's verify is CPU work; it must not stall the event loop.
-    content_type = await asyncio.to_thread(
-        check_upload, data, allowed=IMAGE_TYPES, max_bytes=settings.chat_attachment_max_bytes,
-        max_pixels=settings.upload_max_image_pixels, field="file")
+    content_type = await judge_upload(data, allowed=IMAGE_TYPES, max_bytes=settings.chat_attachment_max_bytes,
+                                      settings=settings, field="file")
     key = await store.put(data, prefix=ATTACHMENT_PREFIX, extension=EXTENSIONS[content_type])
     try:
         async with in_transaction() as tx:

@@ -11,7 +11,6 @@ see a booking: storage.bookings does (a stranger gets 404).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -32,9 +31,9 @@ from core.evidence import (
 )
 from core.ids import new_id
 from core.settings import Settings
-from core.supply import EXTENSIONS, IMAGE_TYPES, check_upload
+from core.supply import EXTENSIONS, IMAGE_TYPES
 from storage import audit, bookings, outbox
-from storage.files import FileStore
+from storage.files import FileStore, judge_upload
 from storage.models import (
     Booking,
     BookingEvidence,
@@ -77,10 +76,8 @@ async def add_evidence(booking_id: UUID, *, actor: User, data: bytes, settings: 
     party = await check_may_add(booking_id, actor=actor, settings=settings)
     max_photos = settings.evidence_max_photos_per_booking
     counted = BookingEvidence.filter(booking_id=booking_id)
-    # Pillow's verify is CPU work; it must not stall the event loop.
-    content_type = await asyncio.to_thread(
-        check_upload, data, allowed=IMAGE_TYPES, max_bytes=settings.evidence_photo_max_bytes,
-        max_pixels=settings.upload_max_image_pixels, field="photo")
+    content_type = await judge_upload(data, allowed=IMAGE_TYPES, max_bytes=settings.evidence_photo_max_bytes,
+                                      settings=settings, field="photo")
     key = await store.put(data, prefix=EVIDENCE_PREFIX, extension=EXTENSIONS[content_type])
     try:
         async with in_transaction() as tx:

@@ -2,7 +2,8 @@
 
 Keys are made here (`<prefix>/<yyyy>/<mm>/<uuid7><ext>`), never from a client's file name, so
 nothing a client sends becomes part of a path. An object store (S3 and the like) implements the
-same `FileStore` protocol later; callers only ever see keys.
+same `FileStore` protocol later; callers only ever see keys. `judge_upload` is how every
+upload is checked by its content before it is stored.
 """
 
 from __future__ import annotations
@@ -18,11 +19,20 @@ from core.clock import utcnow
 from core.errors import NotFound
 from core.ids import new_id
 from core.settings import Settings
+from core.supply import check_upload
 
 _PREFIX = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 _EXTENSION = re.compile(r"^(\.[a-z0-9]{1,8})?$")
 _KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}/\d{4}/\d{2}/[0-9a-f]{32}(\.[a-z0-9]{1,8})?$")
 
+
+
+async def judge_upload(data: bytes, *, allowed: frozenset[str], max_bytes: int, settings: Settings,
+                       field: str) -> str:
+    """The upload's content type, judged by its bytes (core.supply.check_upload). Pillow's
+    verify is CPU work, so it runs in a thread: it must not stall the event loop."""
+    return await asyncio.to_thread(check_upload, data, allowed=allowed, max_bytes=max_bytes,
+                                   max_pixels=settings.upload_max_image_pixels, field=field)
 
 class FileStore(Protocol):
     async def put(self, data: bytes, *, prefix: str, extension: str = "") -> str:

@@ -10,7 +10,6 @@ Rules live in core; nothing here decides what is allowed.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,11 +44,10 @@ from core.supply import (
     check_offered_services,
     check_time_zone,
     check_travel_buffer,
-    check_upload,
 )
 from storage import audit, outbox
 from storage.evidence import ProcessedEvidence
-from storage.files import FileStore
+from storage.files import FileStore, judge_upload
 from storage.models import (
     CleanerProfile,
     CleanerService,
@@ -176,18 +174,11 @@ async def update_profile(
     return await _with_services(actor, profile)
 
 
-async def _judge(data: bytes, *, allowed: frozenset[str], max_bytes: int, settings: Settings,
-                 field: str) -> str:
-    # Pillow's verify is CPU work; it must not stall the event loop.
-    return await asyncio.to_thread(check_upload, data, allowed=allowed, max_bytes=max_bytes,
-                                   max_pixels=settings.upload_max_image_pixels, field=field)
-
-
 async def set_profile_photo(*, actor: User, data: bytes, settings: Settings, store: FileStore) -> Profile:
     """Upload a new profile photo; the images job makes the copy that is shown (record_photo_processed).
     Until then the previous photo, if any, stays shown; an older upload still waiting is dropped."""
     _require(actor, Role.CLEANER)
-    content_type = await _judge(data, allowed=IMAGE_TYPES, max_bytes=settings.profile_photo_max_bytes,
+    content_type = await judge_upload(data, allowed=IMAGE_TYPES, max_bytes=settings.profile_photo_max_bytes,
                                 settings=settings, field="photo")
     await _ensure_profile(actor)
     key = await store.put(data, prefix=PROFILE_PHOTO_PREFIX, extension=EXTENSIONS[content_type])
@@ -287,7 +278,7 @@ async def submit_verification_document(
 ) -> tuple[CleanerProfile, VerificationDocument]:
     """Store an identity document and put the cleaner in the review queue."""
     _require(actor, Role.CLEANER)
-    content_type = await _judge(data, allowed=DOCUMENT_TYPES, max_bytes=settings.verification_document_max_bytes,
+    content_type = await judge_upload(data, allowed=DOCUMENT_TYPES, max_bytes=settings.verification_document_max_bytes,
                                 settings=settings, field="document")
     profile = await _ensure_profile(actor)
     pending = VerificationDocument.filter(cleaner_id=actor.id, status=VerificationStatus.PENDING)

@@ -17,7 +17,13 @@ from storage.models import AuditLog, Booking, PayoutAccount
 from tests.admin.conftest import AdminProcess, Dashboard, Person, start_admin
 from tests.fakes.stripe import API_KEY, StripeFake, event
 from tests.jobs.test_capture_retry import WEBHOOK_SECRET, deliver, in_progress
-from tests.storage.test_bookings import bookable_cleaner, make_user, request_for, tomorrow_at
+from tests.storage.test_bookings import (
+    bookable_cleaner,
+    complete_as_cleaner,
+    make_user,
+    request_for,
+    tomorrow_at,
+)
 
 
 async def booked(settings: Settings, **kwargs) -> Booking:
@@ -96,9 +102,7 @@ async def test_staff_mark_a_completed_booking_disputed_but_not_a_requested_one(
     # given a completed booking and a fresh request
     done, fresh = await booked(settings), await booked(settings)
     cleaner = await done.cleaner
-    for move in (bookings.accept_booking, bookings.mark_on_the_way, bookings.start_booking,
-                 bookings.complete_booking):
-        await move(done.id, actor=cleaner, settings=settings)
+    await complete_as_cleaner(done.id, cleaner, settings)
 
     # when staff mark each disputed
     disputed = await dashboard.row_action("booking", "dispute", str(done.id), form={"reason": "oven untouched"})

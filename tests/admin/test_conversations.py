@@ -6,7 +6,13 @@ from core.settings import Settings
 from storage import bookings, chat
 from storage.models import AuditLog, Booking
 from tests.admin.conftest import Dashboard, Person
-from tests.storage.test_bookings import bookable_cleaner, make_user, request_for, tomorrow_at
+from tests.storage.test_bookings import (
+    bookable_cleaner,
+    complete_as_cleaner,
+    make_user,
+    request_for,
+    tomorrow_at,
+)
 
 
 async def chatted_booking(settings: Settings, *, disputed: bool) -> tuple[Booking, list[str]]:
@@ -14,9 +20,7 @@ async def chatted_booking(settings: Settings, *, disputed: bool) -> tuple[Bookin
     cleaner, client = await bookable_cleaner(settings), await make_user(settings, "client")
     booking = await bookings.create_booking(actor=client, settings=settings,
                                             request=request_for(cleaner, tomorrow_at(9)))
-    for move in (bookings.accept_booking, bookings.mark_on_the_way, bookings.start_booking,
-                 bookings.complete_booking):
-        booking = await move(booking.id, actor=cleaner, settings=settings)
+    booking = await complete_as_cleaner(booking.id, cleaner, settings)
     snapshot = await chat.open_conversation(str(booking.id), recent=1)
     assert snapshot is not None
     bodies = ["The oven was not cleaned <b>at all</b>", "It was not in the booking"]

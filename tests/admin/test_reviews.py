@@ -7,7 +7,13 @@ from core.settings import Settings
 from storage import bookings, reviews
 from storage.models import AuditLog, CleanerProfile, Review
 from tests.admin.conftest import Dashboard, Person
-from tests.storage.test_bookings import bookable_cleaner, make_user, request_for, tomorrow_at
+from tests.storage.test_bookings import (
+    bookable_cleaner,
+    complete_as_cleaner,
+    make_user,
+    request_for,
+    tomorrow_at,
+)
 
 
 async def reviewed(settings: Settings, cleaner=None, *, rating: int, days: int = 1) -> Review:
@@ -16,9 +22,7 @@ async def reviewed(settings: Settings, cleaner=None, *, rating: int, days: int =
     client = await make_user(settings, "client")
     booking = await bookings.create_booking(actor=client, settings=settings,
                                             request=request_for(cleaner, tomorrow_at(9, days=days)))
-    for move in (bookings.accept_booking, bookings.mark_on_the_way, bookings.start_booking,
-                 bookings.complete_booking):
-        await move(booking.id, actor=cleaner, settings=settings)
+    await complete_as_cleaner(booking.id, cleaner, settings)
     return await reviews.review_booking(booking.id, actor=client, rating=rating, text=f"{rating} stars",
                                         settings=settings)
 

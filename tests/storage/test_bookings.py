@@ -56,6 +56,14 @@ def request_for(cleaner: User, start: datetime, hours: str = "2", **kwargs) -> b
                                    address=kwargs.pop("address", "1 Test Street, London"),
                                    lat=kwargs.pop("lat", 51.5), lng=kwargs.pop("lng", -0.12), **kwargs)
 
+async def complete_as_cleaner(booking_id, cleaner: User, settings):
+    """The cleaner's side of a booking from request to completed: accept, on the way, start, complete."""
+    booking = None
+    for move in (bookings.accept_booking, bookings.mark_on_the_way, bookings.start_booking,
+                 bookings.complete_booking):
+        booking = await move(booking_id, actor=cleaner, settings=settings)
+    return booking
+
 
 async def test_a_request_is_priced_and_recorded_with_its_first_event(db, settings):
     # given an approved cleaner at £20/h and a client
@@ -80,9 +88,7 @@ async def test_the_whole_lifecycle_stamps_every_step(db, settings):
     cleaner, client = await bookable_cleaner(settings), await make_user(settings, "client")
     booking = await bookings.create_booking(actor=client, settings=settings,
                                             request=request_for(cleaner, tomorrow_at(9)))
-    for move in (bookings.accept_booking, bookings.mark_on_the_way, bookings.start_booking,
-                 bookings.complete_booking):
-        booking = await move(booking.id, actor=cleaner, settings=settings)
+    booking = await complete_as_cleaner(booking.id, cleaner, settings)
     assert booking.state == "completed"
     assert all([booking.accepted_at, booking.on_the_way_at, booking.started_at, booking.completed_at])
     disputed = await bookings.dispute_booking(booking.id, actor=client, reason="bathroom skipped",

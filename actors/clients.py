@@ -18,7 +18,7 @@ import numpy as np
 
 from actors.layout import MOVED, SHARD_GONE, Layouts, ShardSet
 from actors.presence import presence_shard
-from actors.spatial import spatial_shard
+from actors.spatial import spatial_shard, uuid_text
 from core.batching import Coalescer
 from core.settings import Settings
 from core.sharding import shard_of_cleaner, shard_of_point, shards_of_box
@@ -51,11 +51,11 @@ class SpatialClient:
 
     @staticmethod
     async def _find_batch(actor: Any, points: list[tuple[float, float]]) -> list[list[tuple[str, float]]]:
-        """One Ray call for a batch of points: an (n, 2) array out, three flat arrays back (point
-        index, id bytes, distance), cut here into one list per point."""
-        which, ids, distances = await actor.find.remote(np.array(points, dtype=np.float64))
-        cuts = np.searchsorted(which, np.arange(len(points) + 1)).tolist()
-        pairs = list(zip(ids.astype(np.str_).tolist(), distances.tolist(), strict=True))
+        """One Ray call for a batch of points: an (n, 2) array out, three compact arrays back
+        (areas per point, id bytes, distance), cut here into one list per point."""
+        counts, ids, distances = await actor.find.remote(np.array(points, dtype=np.float64))
+        cuts = np.concatenate(([0], np.cumsum(counts))).tolist()
+        pairs = list(zip(uuid_text(ids), distances.tolist(), strict=True))
         return [pairs[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
 
     def shard_of(self, lat: float, lng: float, count: int | None = None) -> int:

@@ -16,6 +16,7 @@ import shapely
 from tortoise import connections
 
 from actors.clients import SpatialClient
+from actors.spatial import _circles
 from core.settings import Settings
 from storage.service_areas import remove_service_area, set_service_area
 from tests.actors.conftest import cleaner_with_area
@@ -185,3 +186,30 @@ async def test_a_killed_shard_reloads_from_postgres(settings: Settings, shard_pr
     assert third_pid not in (old_pid, new_pid)
     points = [(55.95, -3.2), (55.9, -3.3), (56.0, -3.1), (55.85, -3.2)]
     assert await find_all(client, points) == await brute_force(points)
+
+
+def test_the_circles_that_spare_the_exact_test_are_inside_and_around_every_area() -> None:
+    # given areas whose centroid is outside them, with holes, in several parts, thin, and boxes
+    rng = random.Random(7)
+    shapes = [
+        {"type": "Polygon", "coordinates": [[[0, 0], [3, 0], [3, 1], [1, 1], [1, 2], [3, 2], [3, 3], [0, 3], [0, 0]]]},
+        {"type": "Polygon", "coordinates": [circle(10, 10, 1.0), circle(10, 10, 0.6)[::-1]]},
+        {"type": "MultiPolygon", "coordinates": [[box(20, 20, 21, 21)], [box(20, 25, 20.2, 25.2)]]},
+        {"type": "Polygon", "coordinates": [[[30, 30], [34, 30.001], [30, 30.002], [30, 30]]]},
+        *({"type": "Polygon", "coordinates": [box(40 + i, 40, 40.5 + i, 40.25)]} for i in range(3)),
+        *(random_area(rng) for _ in range(40)),
+    ]
+    geometries = np.array([shapely.from_geojson(__import__("json").dumps(s)) for s in shapes], dtype=object)
+    circles = _circles(geometries)
+    for geometry, (ix, iy, ir2, ox, oy, or2) in zip(geometries, circles, strict=True):
+        # when points are thrown at and around each, vertices and edge midpoints included
+        x0, y0, x1, y1 = shapely.bounds(geometry)
+        xs = np.r_[np.random.default_rng(1).uniform(x0 - 0.1, x1 + 0.1, 4000), shapely.get_coordinates(geometry)[:, 0]]
+        ys = np.r_[np.random.default_rng(2).uniform(y0 - 0.1, y1 + 0.1, 4000), shapely.get_coordinates(geometry)[:, 1]]
+        exact = shapely.intersects_xy(geometry, xs, ys)
+        # then the inner circle holds only points of the area, the outer one all of them
+        in_inner = (xs - ix) ** 2 + (ys - iy) ** 2 < ir2
+        in_outer = (xs - ox) ** 2 + (ys - oy) ** 2 <= or2
+        assert exact[in_inner].all() and ir2 > 0
+        assert in_outer[exact].all()
+        assert in_inner.any()

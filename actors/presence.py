@@ -40,7 +40,7 @@ from core.realtime import fanout_message, parse_apps
 from core.settings import Settings
 from core.sharding import shard_of_cleaner
 from storage.bus import Bus
-from storage.db import asyncpg_dsn
+from storage.db import asyncpg_dsn, keep_session
 from storage.shard_layout import counts_in_force
 
 log = logging.getLogger("spotless.actors.presence")
@@ -93,7 +93,7 @@ class PresenceShard:
             if self.loaded:
                 return
             self.pool = await asyncpg.create_pool(asyncpg_dsn(self.settings.database_url),
-                                                  min_size=1, max_size=2)
+                                                  min_size=1, max_size=2, reset=keep_session)
             counts = await counts_in_force(self.pool, "presence", self.prefix)
             if counts is not None and self.shard_count not in counts:
                 # Made by a process with a stale layout: serve nothing, announce nothing.

@@ -31,6 +31,7 @@ from edge.realtime.errors import (
     PusherError,
     Unauthorized,
 )
+from edge.realtime.frames import text_frame, write_now
 from edge.realtime.hub import Hub
 from edge.realtime.presence import PresenceRegistry
 from edge.realtime.protocol import (
@@ -100,12 +101,18 @@ class Connection:
         self.heard_at = time.monotonic()  # when the client last sent a frame
         self.ping_sent_at: float | None = None  # when we pinged a quiet client, until it answers
         self.closing = False
+        self.written_at_once = 0  # frames that skipped the queue (observability, tests)
 
     # --- outgoing ---
 
-    def deliver(self, text: str) -> None:
-        """Queue a frame for this socket (called by the hub; never blocks)."""
+    def deliver(self, text: str, frame: bytes | None = None) -> None:
+        """Send a frame to this socket: written at once when nothing is queued or in the way,
+        queued otherwise (edge/realtime/frames.py). Never blocks. `frame` is `text` as a frame's
+        bytes, when the caller built it once for many sockets."""
         if self.dropped:
+            return
+        if self.queue.empty() and write_now(self.ws, frame or text_frame(text)):
+            self.written_at_once += 1
             return
         try:
             self.queue.put_nowait(text)

@@ -20,6 +20,7 @@ from nats.aio.subscription import Subscription
 from core.events import realtime_subject
 from core.realtime import fanout_message
 from edge.realtime.errors import Unavailable
+from edge.realtime.frames import text_frame
 from edge.realtime.protocol import encode
 from storage.bus import Bus
 
@@ -30,7 +31,7 @@ class Receiver(Protocol):
     socket_id: str
     app_id: str
 
-    def deliver(self, text: str) -> None: ...
+    def deliver(self, text: str, frame: bytes | None = None) -> None: ...
 
 
 class Hub:
@@ -86,6 +87,7 @@ class Hub:
             log.warning("dropping a malformed realtime message on %s", msg.subject)
             return
         skip = message.get("socket_id")
+        frame = text_frame(text)  # the same bytes for every socket here
         for receiver in list(self.sockets.get(channel, {}).values()):
             if receiver.socket_id != skip and receiver.app_id == app_id:
-                receiver.deliver(text)
+                receiver.deliver(text, frame)

@@ -99,3 +99,24 @@ def test_events_over_the_apps_size_limit_are_refused(rt_edge):
     # given the test app's 2000-byte limit (the SDK itself allows 10 KB)
     with pytest.raises(pusher.errors.PusherError, match="422"):
         sdk(rt_edge).trigger("big", "evt", {"blob": "x" * 3000})
+
+
+async def test_a_burst_of_events_of_every_frame_length_arrives_whole_and_in_order(sockets, rt_edges):
+    # given a subscriber on each edge
+    channel = unique("burst-")
+    here, there = await sockets(0), await sockets(1)
+    await here.subscribe(channel)
+    await there.subscribe(channel)
+    # when batches of events whose frames need a one-byte and a two-byte length are published
+    # back to back (some written straight to the sockets, some queued behind others)
+    sizes = [1, 60, 100, 130, 1200, 1800]
+    client = sdk(rt_edges[0])
+    for batch in range(12):
+        await trigger(client.trigger_batch, [
+            {"channel": channel, "name": "tick", "data": {"n": batch * 10 + i, "pad": "x" * sizes[i % len(sizes)]}}
+            for i in range(10)])
+    # then every socket gets all of them, whole and in the order published
+    for sock in (here, there):
+        got = [(await sock.expect("tick", channel))["data"] for _ in range(120)]
+        assert [d["n"] for d in got] == list(range(120))
+        assert [len(d["pad"]) for d in got] == [sizes[i % 10 % len(sizes)] for i in range(120)]

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     embedded_pg_port: int = 54329
     embedded_nats_port: int = 42229
     database_pool_max: int = 10
+    database_connect_timeout_s: float = 5.0  # opening a connection: TCP and PostgreSQL's handshake
 
     # --- edge ---
     edge_host: str = "127.0.0.1"

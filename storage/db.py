@@ -42,6 +42,9 @@ def tortoise_config(settings: Settings, *, database_url: str | None = None) -> d
     db_url = urlunsplit(("asyncpg", parts.netloc, parts.path, f"{parts.query}&{query}" if parts.query else query, ""))
     connection = expand_db_url(db_url)
     connection["credentials"]["reset"] = keep_session  # handed to asyncpg.create_pool
+    # asyncpg waits 60 s for a server that does not answer (a partition, not a refusal); a
+    # request should get its 503 long before that.
+    connection["credentials"]["timeout"] = settings.database_connect_timeout_s
     return {
         "connections": {"default": connection},
         "apps": {"models": {"models": MODEL_MODULES, "default_connection": "default"}},

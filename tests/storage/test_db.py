@@ -41,3 +41,33 @@ async def test_a_transaction_left_open_is_still_rolled_back_on_release(db, setti
     finally:
         await conn.close()
     assert state == "idle"
+
+
+async def test_a_server_that_never_answers_fails_the_connection_within_the_connect_timeout(settings):
+    import socket
+    import time
+
+    from tortoise.backends.asyncpg import AsyncpgDBClient
+
+    from storage.db import database_unreachable, tortoise_config
+
+    # given a "server" that takes TCP connections and never says a word (a partition, a hung host)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    url = f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/test"
+    config = tortoise_config(settings.model_copy(update={"database_connect_timeout_s": 0.5}), database_url=url)
+    client = AsyncpgDBClient(connection_name="probe", **config["connections"]["default"]["credentials"])
+    # when a process opens its pool there (the client Tortoise makes from this configuration)
+    started = time.monotonic()
+    try:
+        await client.create_connection(with_db=True)
+    except BaseException as exc:  # noqa: BLE001 - the error is what is judged
+        failed = exc
+    else:
+        raise AssertionError("connected to a server that never answered")
+    finally:
+        silent.close()
+    # then it gives up after the setting, not asyncpg's 60 s, with an error the edge answers 503 for
+    assert time.monotonic() - started < 5
+    assert database_unreachable(failed)

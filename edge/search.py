@@ -25,8 +25,10 @@ from core.pagination import decode_cursor, encode_cursor, parse_limit
 from core.search import RankKey, page_after, parse_hours, ranking_rating, window_price_minor
 from core.settings import Settings
 from edge.auth import authenticated
+from edge.responses import SearchPage, json_response
 from edge.supply import photo_urls
 from storage.search import load_candidates
+from storage.supply import service_offered_at_all
 
 bp = Blueprint("search", url_prefix="/api/v1")
 
@@ -55,6 +57,7 @@ def _start(raw: str) -> datetime:
 @bp.get("/cleaners/search")
 @openapi.definition(summary="Find verified cleaners serving a point, optionally free for a window",
                     tag="search")
+@openapi.response(200, json_response(SearchPage), "one page of cleaners, best first")
 @authenticated()
 async def search_cleaners(request: Request) -> HTTPResponse:
     settings: Settings = request.app.ctx.settings
@@ -78,6 +81,9 @@ async def search_cleaners(request: Request) -> HTTPResponse:
     covering = await request.app.ctx.spatial.find(lat, lng)
     distance = dict(covering)
     candidates = await load_candidates(list(distance), service=service, window=window)
+    if service is not None and not candidates and not await service_offered_at_all(service):
+        # Asked only when nothing matched, so a good search pays no extra query.
+        raise Invalid("no such service; the catalogue is at GET /api/v1/services", field="service")
     shown = [
         c for c in candidates.values()
         if window is None or is_free(c.calendar.rules, c.calendar.exceptions, c.calendar.busy, time_zone=c.time_zone,

@@ -99,6 +99,11 @@ async def list_services() -> list[ServiceType]:
     return await ServiceType.filter(active=True).order_by("sort_order", "id")
 
 
+async def service_offered_at_all(service_id: str) -> bool:
+    """Whether `service_id` is in the active catalogue."""
+    return await ServiceType.filter(id=service_id, active=True).exists()
+
+
 # --- profiles ---
 
 

@@ -150,7 +150,9 @@ def test_bad_search_parameters_are_422s(api, make_account):
                           ({"lat": "0", "lng": "0", "start": "2026-01-01T10:00:00Z"}, "hours"),
                           ({"lat": "0", "lng": "0", "start": "2026-01-01T10:00:00", "hours": "2"}, "start"),
                           ({"lat": "0", "lng": "0", "start": "2026-01-01T10:00:00Z", "hours": "0.1"}, "hours"),
-                          ({"lat": "0", "lng": "0", "cursor": "!!"}, "cursor")]:
+                          ({"lat": "0", "lng": "0", "cursor": "!!"}, "cursor"),
+                          ({"lat": "0", "lng": "0", "service": "standard-clean"}, "service"),
+                          ({"lat": "51.5", "lng": "-0.12", "service": "no-such-service"}, "service")]:
         response = api.get("/api/v1/cleaners/search", headers=client.auth, params=params)
         assert response.status_code == 422, (params, response.text)
         assert field in [e["field"] for e in response.json()["errors"]]

@@ -126,6 +126,7 @@ class ConversationShard:
         self.ready_lock: asyncio.Lock | None = None
         self.calls = 0  # send() calls and the messages they carried: shows the edge's coalescing
         self.items = 0
+        self.background: set[asyncio.Task[None]] = set()  # push withdrawals after a send answered
 
     async def _ready(self) -> None:
         if self.bus is not None:
@@ -203,45 +204,73 @@ class ConversationShard:
                 continue
             by_conversation[conversation_id].append((index, sender_id, client_msg_id, body, attachment_id))
         ids = sorted(by_conversation)
-        # Who is looking at these conversations right now gets no push (asked meanwhile).
+        # Who is looking at these conversations right now gets no push: asked meanwhile, and
+        # acted on after the answer (the push requests are held back until then, then withdrawn).
         watching = asyncio.ensure_future(self._watching(ids))
-        async with contextlib.AsyncExitStack() as held:
-            for conversation_id in ids:
-                await held.enter_async_context(self.locks[conversation_id])
-            loaded = await asyncio.gather(*(self._conversation(cid) for cid in ids))
-            plans = []
-            for cid, conversation in zip(ids, loaded, strict=True):
-                pending = self._pending(conversation, by_conversation[cid], results)
-                if conversation is not None and pending:
-                    plans.append(_Plan(conversation, pending))
-            if any(entry[4] for plan in plans for entry in plan.pending):
-                await self._check_attachments(plans, results)
-                plans = [plan for plan in plans if plan.pending]
-            if not plans:
-                watching.cancel()
-                return results
-            for plan in plans:
-                plan.fresh_only()  # retries within the cache were answered by _pending
-            present = await watching
-            try:
-                written = await chat.append_batch([(p.conversation.id, p.drafts(), p.conversation.parties)
-                                                   for p in plans], watching=present)
-            except IntegrityError:
-                # A retry older than the cache, or a second writer (a rebalance): nothing was
-                # written; take each conversation on its own, asking PostgreSQL what it holds.
+        sent: list[tuple[str, int, str]] = []
+        try:
+            async with contextlib.AsyncExitStack() as held:
+                for conversation_id in ids:
+                    await held.enter_async_context(self.locks[conversation_id])
+                loaded = await asyncio.gather(*(self._conversation(cid) for cid in ids))
+                plans = []
+                for cid, conversation in zip(ids, loaded, strict=True):
+                    pending = self._pending(conversation, by_conversation[cid], results)
+                    if conversation is not None and pending:
+                        plans.append(_Plan(conversation, pending))
+                if any(entry[4] for plan in plans for entry in plan.pending):
+                    await self._check_attachments(plans, results)
+                    plans = [plan for plan in plans if plan.pending]
                 for plan in plans:
-                    await self._send_carefully(plan, results)
-                return results
-            for plan, messages in zip(plans, written, strict=True):
-                await self._accept(plan, messages, results)
+                    plan.fresh_only()  # retries within the cache were answered by _pending
+                if plans:
+                    sent = await self._write(plans, results)
+        except BaseException:
+            watching.cancel()
+            raise
+        if sent:
+            self._withdraw_pushes_later(watching, sent)
+        else:
+            watching.cancel()
         return results
+
+    async def _write(self, plans: list[_Plan], results: list[dict[str, Any]]) -> list[tuple[str, int, str]]:
+        """Write the batch in one statement and answer it; what `_accept` returns."""
+        try:
+            written = await chat.append_batch([(p.conversation.id, p.drafts(), p.conversation.parties)
+                                               for p in plans], push_hold_s=self.settings.chat_push_hold_s)
+        except IntegrityError:
+            # A retry older than the cache, or a second writer (a rebalance): nothing was
+            # written; take each conversation on its own, asking PostgreSQL what it holds.
+            return [item for plan in plans for item in await self._send_carefully(plan, results)]
+        return [item for plan, messages in zip(plans, written, strict=True)
+                for item in await self._accept(plan, messages, results)]
+
+    def _withdraw_pushes_later(self, watching: asyncio.Future[dict[str, set[str]]],
+                               sent: list[tuple[str, int, str]]) -> None:
+        """Once the presence channels answer, take back the held push requests of messages
+        whose recipient has a socket on the conversation; the send has been answered already."""
+
+        async def withdraw() -> None:
+            present = await watching
+            spared = [(cid, seq) for cid, seq, recipient in sent if recipient in present.get(cid, ())]
+            if spared:
+                try:
+                    await chat.withdraw_pushes(spared)
+                except Exception:  # the pushes go out: one too many beats a message nobody hears of
+                    log.warning("could not withdraw %d push requests", len(spared), exc_info=True)
+
+        task = asyncio.get_running_loop().create_task(withdraw())
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     async def _watching(self, conversation_ids: list[str]) -> dict[str, set[str]]:
         """Users with a socket on each conversation's channel (the presence-channel shards know);
         when those cannot answer, nobody: a push too many beats a message nobody hears of."""
         try:
             channels = await asyncio.wait_for(users_watching(
-                self.settings, self.app_id, [conversation_channel(cid) for cid in conversation_ids]), 1.0)
+                self.settings, self.app_id, [conversation_channel(cid) for cid in conversation_ids]),
+                self.settings.chat_push_hold_s / 2)  # the rest of the hold is for withdrawing
         except Exception:  # Ray raises several types while a shard restarts
             log.warning("presence channels did not answer; pushing to every recipient", exc_info=True)
             return {}
@@ -294,8 +323,9 @@ class ConversationShard:
                 kept.append(entry)
             plan.pending = kept
 
-    async def _send_carefully(self, plan: _Plan, results: list[dict[str, Any]]) -> None:
-        """One conversation: answer retries from PostgreSQL, then write the rest."""
+    async def _send_carefully(self, plan: _Plan, results: list[dict[str, Any]]) -> list[tuple[str, int, str]]:
+        """One conversation: answer retries from PostgreSQL, then write the rest; returns what
+        `_accept` does."""
         conversation = plan.conversation
         stored = await chat.find_sent(conversation.id, sorted({(s, c) for _, s, c, _, _ in plan.pending}))
         for index, sender_id, client_msg_id, _, _ in plan.pending:
@@ -304,17 +334,20 @@ class ConversationShard:
         plan.pending = [entry for entry in plan.pending if (entry[1], entry[2]) not in stored]
         plan.fresh_only()
         if not plan.pending:
-            return
+            return []
         try:
-            messages = await chat.append_messages(conversation.id, plan.drafts(), parties=conversation.parties)
+            messages = await chat.append_messages(conversation.id, plan.drafts(), parties=conversation.parties,
+                                                  push_hold_s=self.settings.chat_push_hold_s)
         except IntegrityError:
             # Another writer got there first (a rebalance); reload and let the caller retry.
             self.conversations.pop(conversation.id, None)
-            return
-        await self._accept(plan, messages, results)
+            return []
+        return await self._accept(plan, messages, results)
 
-    async def _accept(self, plan: _Plan, messages: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
-        """After commit: remember, answer every item (repeats get the first), publish in order."""
+    async def _accept(self, plan: _Plan, messages: list[dict[str, Any]],
+                      results: list[dict[str, Any]]) -> list[tuple[str, int, str]]:
+        """After commit: remember, answer every item (repeats get the first), publish in order;
+        returns (conversation id, seq, recipient) of each message written."""
         conversation = plan.conversation
         conversation.last_seq = messages[-1]["seq"]
         conversation.remember(messages)
@@ -325,6 +358,8 @@ class ConversationShard:
                 results[index] = {"message": message, "created": False}
         for message in messages:
             await self._publish(conversation.id, RealtimeEvent.CHAT_MESSAGE, message)
+        return [(conversation.id, m["seq"], chat.recipient_of(m["sender_id"], conversation.parties))
+                for m in messages]
 
     async def mark_read(self, conversation_id: str, user_id: str, seq: int) -> dict[str, Any]:
         """Move a participant's read cursor forward; {"seq"} or {"error"}."""

@@ -158,6 +158,7 @@ class Settings(BaseSettings):
     presence_channel_shards: int = 2
     chat_message_max_chars: int = 4000
     chat_recent_messages: int = 100  # per conversation, kept in its shard
+    chat_push_hold_s: float = 1.0  # a message's push request waits this long, withdrawn if its recipient is watching
     chat_attachment_max_bytes: int = 10 * 1024 * 1024  # largest image sent in a chat
 
     # --- supply: uploads and profiles ---

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from tortoise import connections
 
@@ -20,7 +20,6 @@ from core.channels import BookingParties, Viewer, conversation_channel
 from core.chat import check_participant
 from core.errors import Invalid
 from core.events import EventType, PushCategory
-from core.ids import new_id
 from core.pagination import decode_cursor, encode_cursor
 from storage import outbox
 
@@ -29,6 +28,7 @@ _MESSAGE_COLUMNS = ("m.id, m.conversation_id::text AS conversation_id, m.seq, m.
                     "a.status AS attachment_status, a.content_type AS attachment_content_type, "
                     "a.width AS attachment_width, a.height AS attachment_height, "
                     "a.thumbnails AS attachment_thumbnails")
+_PUSH_IDS = UUID("5b0c8f3e-2a61-4c9e-9d1e-7f3a0c6b2d48")  # namespace of push_event_id
 _MESSAGES = "chat_messages m LEFT JOIN chat_attachments a ON a.id = m.attachment_id"
 
 
@@ -140,23 +140,35 @@ async def find_sent(conversation_id: str, keys: list[tuple[str, str]]) -> dict[t
     return {(r["sender_id"], r["client_msg_id"]): message_dict(r) for r in rows}
 
 
-async def append_messages(conversation_id: str, drafts: list[Draft], *,
-                          parties: BookingParties) -> list[dict[str, Any]]:
+async def append_messages(conversation_id: str, drafts: list[Draft], *, parties: BookingParties,
+                          push_hold_s: float = 0.0) -> list[dict[str, Any]]:
     """Write one conversation's messages; see append_batch."""
-    return (await append_batch([(conversation_id, drafts, parties)]))[0]
+    return (await append_batch([(conversation_id, drafts, parties)], push_hold_s=push_hold_s))[0]
+
+
+def push_event_id(conversation_id: str, seq: int) -> UUID:
+    """The event id of the push request a message writes: known without reading it back, so the
+    conversation shard can withdraw it when the recipient turns out to be watching."""
+    return uuid5(_PUSH_IDS, f"{conversation_id}:{seq}")
+
+
+def recipient_of(sender_id: str, parties: BookingParties) -> str:
+    return parties.cleaner_id if sender_id == parties.client_id else parties.client_id
 
 
 async def append_batch(
-    batch: list[tuple[str, list[Draft], BookingParties]], *, watching: dict[str, set[str]] | None = None,
+    batch: list[tuple[str, list[Draft], BookingParties]], *, push_hold_s: float = 0.0,
 ) -> list[list[dict[str, Any]]]:
     """Write the messages of many conversations and advance each one's last seq in one
     statement (an INSERT of all rows, an UPDATE, an outbox insert: a push notification for
-    the other party of each message, unless `watching` says that party has a socket on the
-    conversation's channel right now). Returns each conversation's messages in seq order.
-    Raises IntegrityError on a seq clash or a client_msg_id already stored; nothing is written."""
+    the other party of each message, held back `push_hold_s` so that it can still be withdrawn,
+    `withdraw_pushes`, when that party is watching the conversation). Returns each
+    conversation's messages in seq order. Raises IntegrityError on a seq clash or a
+    client_msg_id already stored; nothing is written."""
     ids, seqs, senders, client_msg_ids, bodies = [], [], [], [], []
     attachments: list[str | None] = []
     pushes: list[dict[str, Any]] = []
+    push_ids: list[str] = []
     for conversation_id, drafts, parties in batch:
         for draft in drafts:
             ids.append(conversation_id)
@@ -165,12 +177,10 @@ async def append_batch(
             client_msg_ids.append(draft.client_msg_id)
             bodies.append(draft.body)
             attachments.append(draft.attachment_id)
-            recipient = parties.cleaner_id if draft.sender_id == parties.client_id else parties.client_id
-            if watching and recipient in watching.get(conversation_id, ()):
-                continue  # the message reaches their open socket; no push
+            push_ids.append(str(push_event_id(conversation_id, draft.seq)))
             pushes.append({
-                "user_ids": [recipient], "category": PushCategory.CHAT, "title": "New message",
-                "body": draft.body[:140] or "Sent a photo",
+                "user_ids": [recipient_of(draft.sender_id, parties)], "category": PushCategory.CHAT,
+                "title": "New message", "body": draft.body[:140] or "Sent a photo",
                 "data": {"route": f"/conversations/{conversation_id}", "seq": str(draft.seq)},
             })
     # One statement, so one round trip and its own transaction: data-modifying CTEs all apply or
@@ -182,15 +192,21 @@ async def append_batch(
         "AS t(c, s, snd, cm, b, att) RETURNING *), "
         "c AS (UPDATE chat_conversations c SET last_seq = t.seq, last_message_at = now() "
         "FROM unnest($7::text[], $8::bigint[]) AS t(id, seq) WHERE c.id = t.id::uuid), "
-        f"o AS ({outbox.insert_many_sql(type_param=9, ids_param=10, payloads_param=11)}) "
+        f"o AS ({outbox.insert_many_sql(type_param=9, ids_param=10, payloads_param=11, hold_param=12)}) "
         f"SELECT {_MESSAGE_COLUMNS} FROM m LEFT JOIN chat_attachments a ON a.id = m.attachment_id",
         ids, seqs, senders, client_msg_ids, bodies, attachments,
         [cid for cid, _, _ in batch], [max(d.seq for d in drafts) for _, drafts, _ in batch],
-        str(EventType.PUSH_REQUESTED), [str(new_id()) for _ in pushes], [json.dumps(p) for p in pushes])
+        str(EventType.PUSH_REQUESTED), push_ids, [json.dumps(p) for p in pushes], float(push_hold_s))
     by_conversation: dict[str, list[dict[str, Any]]] = {cid: [] for cid, _, _ in batch}
     for row in rows:
         by_conversation[row["conversation_id"]].append(message_dict(row))
     return [sorted(by_conversation[cid], key=lambda m: m["seq"]) for cid, _, _ in batch]
+
+
+async def withdraw_pushes(messages: list[tuple[str, int]]) -> int:
+    """Take back the push requests of (conversation_id, seq) messages that are still held."""
+    return await outbox.withdraw([push_event_id(cid, seq) for cid, seq in messages],
+                                 using=connections.get("default"))
 
 
 async def find_attachments(ids: list[str]) -> dict[str, dict[str, Any]]:

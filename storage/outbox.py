@@ -28,12 +28,24 @@ async def enqueue(event_type: EventType | str, payload: dict[str, Any], *,
     return event_id
 
 
-def insert_many_sql(*, type_param: int, ids_param: int, payloads_param: int) -> str:
+def insert_many_sql(*, type_param: int, ids_param: int, payloads_param: int, hold_param: int | None = None) -> str:
     """The INSERT that writes many events of one type (event ids and JSON payloads as text
     arrays), for a data-modifying CTE of a larger statement: the rows then commit with the change
-    they describe, in one round trip."""
-    return (f"INSERT INTO outbox (event_id, type, payload) SELECT e::uuid, ${type_param}, p::jsonb "
-            f"FROM unnest(${ids_param}::text[], ${payloads_param}::text[]) AS t(e, p)")
+    they describe, in one round trip. With `hold_param` (seconds, a float), the relay leaves them
+    alone until that long after the commit, and `withdraw` may still take them back."""
+    hold = f"now() + make_interval(secs => ${hold_param})" if hold_param is not None else "NULL"
+    return (f"INSERT INTO outbox (event_id, type, payload, available_at) SELECT e::uuid, ${type_param}, "
+            f"p::jsonb, {hold} FROM unnest(${ids_param}::text[], ${payloads_param}::text[]) AS t(e, p)")
+
+
+async def withdraw(event_ids: list[UUID], *, using: BaseDBAsyncClient) -> int:
+    """Take back events not yet published (held ones, in practice); how many were."""
+    if not event_ids:
+        return 0
+    rows = await using.execute_query_dict(
+        "WITH gone AS (DELETE FROM outbox WHERE event_id = ANY($1::uuid[]) AND sent_at IS NULL RETURNING 1) "
+        "SELECT count(*) AS n FROM gone", [[str(e) for e in event_ids]])
+    return int(rows[0]["n"])
 
 
 @dataclass(frozen=True)
@@ -42,7 +54,7 @@ class PendingEvent:
     event_id: UUID
     type: str
     payload_json: bytes
-    created_at_s: float  # Unix time the row was written (end-to-end delay is measured from it)
+    created_at_s: float  # Unix time the row was written, or its hold ended (the relay's delay is measured from it)
 
 
 def _json_bytes(value: Any) -> bytes:
@@ -56,10 +68,12 @@ async def take_relay_lock(*, using: BaseDBAsyncClient) -> bool:
 
 
 async def pending(*, limit: int, using: BaseDBAsyncClient) -> list[PendingEvent]:
-    """The oldest unsent events, in id order."""
+    """The oldest unsent events that are not held back, in id order."""
     rows = await using.execute_query_dict(
-        """SELECT id, event_id, type, payload::text AS payload, extract(epoch FROM created_at) AS ts
-           FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1""",
+        """SELECT id, event_id, type, payload::text AS payload,
+                  extract(epoch FROM COALESCE(available_at, created_at)) AS ts
+           FROM outbox WHERE sent_at IS NULL AND (available_at IS NULL OR available_at <= now())
+           ORDER BY id LIMIT $1""",
         [limit],
     )
     return [PendingEvent(r["id"], r["event_id"] if isinstance(r["event_id"], UUID) else UUID(str(r["event_id"])),

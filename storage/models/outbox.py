@@ -15,6 +15,7 @@ class OutboxEvent(Model):
     sent_at = fields.DatetimeField(null=True)
     attempts = fields.IntField(default=0)
     last_error = fields.TextField(null=True)
+    available_at = fields.DatetimeField(null=True)  # held back until then (null: at once)
 
     class Meta:
         table = "outbox"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -13,6 +14,7 @@ from tortoise.transactions import in_transaction
 
 from cli.embedded import EmbeddedNats, free_port
 from core.events import EVENT_ID_HEADER, job_subject, jobs_stream
+from core.ids import new_id
 from core.settings import Settings
 from jobs.relay import publish_pending, relay_until_empty
 from jobs.runner import connect_nats
@@ -139,3 +141,29 @@ async def test_a_relay_that_lost_the_lock_publishes_nothing(nc: Client, settings
     assert await OutboxEvent.filter(event_id__in=ids, sent_at=None).count() == 2
     await relay_until_empty(nc, settings)
     assert await OutboxEvent.filter(event_id__in=ids, sent_at=None).count() == 0
+
+
+async def test_a_held_row_waits_for_its_time_and_can_be_withdrawn_until_then(nc: Client, settings, test_type):
+    from tortoise import connections
+
+    # given two events held back two seconds (written the way chat writes its push requests),
+    # and one that is not
+    held = [str(new_id()) for _ in range(2)]
+    async with in_transaction() as tx:
+        await tx.execute_query(
+            f"WITH o AS ({outbox.insert_many_sql(type_param=1, ids_param=2, payloads_param=3, hold_param=4)}) "
+            "SELECT 1", [test_type, held, ['{"n": 0}', '{"n": 1}'], 2.0])
+        (now,) = [await outbox.enqueue(test_type, {"n": 2}, using=tx)]
+    # when the relay publishes what is due (other tests' rows too, in this shared database)
+    for _ in range(50):
+        if await OutboxEvent.filter(event_id=now, sent_at__isnull=False).exists():
+            break
+        await publish_pending(nc, settings)
+    # then only the one that is not held is published
+    assert event_ids(await read_subject(nc.jetstream(), settings, test_type, expect=1, wait_s=1.0)) == [str(now)]
+    # and one held row taken back before its time is never published, the other is after it
+    assert await outbox.withdraw([UUID(held[0]), now], using=connections.get("default")) == 1  # not the sent one
+    await relay_until_empty(nc, settings)  # which waits for the held one's time
+    assert event_ids(await read_subject(nc.jetstream(), settings, test_type, expect=2, wait_s=1.0)) == [
+        str(now), held[1]]
+    assert not await OutboxEvent.filter(event_id=held[0]).exists()

@@ -301,17 +301,34 @@ async def test_a_party_watching_the_conversation_gets_the_message_on_the_socket_
     # when the client sends a message
     sent = await send(api, client, conversation_id, "Gate code 4321")
     assert sent.status_code == 201, sent.text
-    # then it reaches the cleaner's socket, and no push is asked for
+    # then it reaches the cleaner's socket, and its push request, held back meanwhile, is
+    # withdrawn before its time, so the relay never sends it
     assert (await listener.expect("chat.message", channel))["data"]["body"] == "Gate code 4321"
-    assert await push_rows_for(conversation_id) == []
+    assert await held_push_withdrawn(conversation_id)
     # when the cleaner closes the app and the client writes again
     await listener.close()
     assert (await sender.expect("pusher_internal:member_removed", channel))["data"]["user_id"] == cleaner.id
     again = await send(api, client, conversation_id, "Did you get in?")
     assert again.status_code == 201, again.text
-    # then this one asks for a push to the cleaner
+    # then this one keeps its push request to the cleaner, past the hold
     rows = await push_rows_for(conversation_id)
     assert [(r.payload["user_ids"], r.payload["data"]["seq"]) for r in rows] == [([cleaner.id], "2")]
+    assert rows[0].available_at is not None and rows[0].available_at > rows[0].created_at
+    await asyncio.sleep(HOLD_S + 0.5)
+    assert [r.payload["data"]["seq"] for r in await push_rows_for(conversation_id)] == ["2"]
+
+
+HOLD_S = float(REALTIME_ENV.get("SPOTLESS_CHAT_PUSH_HOLD_S", "1.0"))
+
+
+async def held_push_withdrawn(conversation_id: str) -> bool:
+    """Whether the conversation's push request is gone within its hold (it was written held)."""
+    deadline = asyncio.get_running_loop().time() + HOLD_S
+    while asyncio.get_running_loop().time() < deadline:
+        if await push_rows_for(conversation_id) == []:
+            return True
+        await asyncio.sleep(0.05)
+    return False
 
 
 async def push_rows_for(conversation_id: str) -> list[OutboxEvent]:

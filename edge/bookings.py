@@ -20,6 +20,7 @@ from core.pagination import parse_limit
 from core.settings import Settings
 from edge.accounts import settings_of
 from edge.auth import authenticated, current_session
+from edge.responses import BookingAnswer, BookingPage, QuoteAnswer, json_response
 from edge.staff import parse_uuid
 from edge.supply import money
 from edge.validation import Body, openapi_body, parse_body
@@ -123,6 +124,7 @@ def booking_json(booking: Booking, party: Party, timeline: list[BookingTransitio
 @bp.post("/quote")
 @openapi.definition(summary="What a booking would cost, with the breakdown", body=openapi_body(QuoteBody),
                     tag="bookings")
+@openapi.response(200, json_response(QuoteAnswer), "the price")
 @authenticated(Role.CLIENT)
 async def quote(request: Request) -> HTTPResponse:
     settings = settings_of(request)
@@ -137,6 +139,7 @@ async def quote(request: Request) -> HTTPResponse:
 @bp.post("")
 @openapi.definition(summary="Request a cleaner for a time; 409 slot_taken when they are not free",
                     body=openapi_body(BookingBody), tag="bookings")
+@openapi.response(201, json_response(BookingAnswer), "requested")
 @authenticated(Role.CLIENT)
 async def create(request: Request) -> HTTPResponse:
     settings = settings_of(request)
@@ -152,6 +155,7 @@ async def create(request: Request) -> HTTPResponse:
 
 @bp.get("")
 @openapi.definition(summary="Your bookings, latest start first (?state=, ?cursor=, ?limit=)", tag="bookings")
+@openapi.response(200, json_response(BookingPage), "one page of bookings")
 @authenticated()
 async def list_mine(request: Request) -> HTTPResponse:
     user = current_session(request).user
@@ -164,6 +168,7 @@ async def list_mine(request: Request) -> HTTPResponse:
 
 @bp.get("/<booking_id:str>")
 @openapi.definition(summary="One booking with its timeline; 404 unless you are a party to it", tag="bookings")
+@openapi.response(200, json_response(BookingAnswer), "the booking with its timeline")
 @authenticated()
 async def read(request: Request, booking_id: str) -> HTTPResponse:
     booking, party = await bookings.get_booking(actor=current_session(request).user,
@@ -190,6 +195,7 @@ MOVES: dict[str, Mover] = {
                             "422 over_extra_hours above the limit; staff may cancel with charge_late_fee)",
                     body=openapi_body(MoveBody),
                     tag="bookings")
+@openapi.response(200, json_response(BookingAnswer), "the booking, moved")
 @authenticated()
 async def move(request: Request, booking_id: str, move: str) -> HTTPResponse:
     if move not in MOVES:

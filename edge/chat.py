@@ -19,6 +19,15 @@ from core.pagination import parse_limit
 from core.supply import EXTENSIONS
 from edge.accounts import settings_of
 from edge.auth import authenticated, current_session
+from edge.responses import (
+    IMAGE_FILE,
+    AttachmentUploaded,
+    ConversationPage,
+    MessageAnswer,
+    MessageList,
+    ReadAnswer,
+    json_response,
+)
 from edge.staff import parse_uuid
 from edge.supply import read_upload, store_of
 from edge.validation import Body, parse_body
@@ -68,6 +77,9 @@ def optional_seq(request: Request, name: str) -> int | None:
 
 
 @bp.get("/")
+@openapi.definition(summary="Your conversations (one per booking), most recently active first",
+                    tag="chat")
+@openapi.response(200, json_response(ConversationPage), "one page of conversations")
 @authenticated()
 async def list_conversations(request: Request) -> HTTPResponse:
     conversations, next_cursor = await chat.list_conversations(
@@ -76,6 +88,9 @@ async def list_conversations(request: Request) -> HTTPResponse:
 
 
 @bp.get("/<raw_id>/messages")
+@openapi.definition(summary="A page of messages in seq order (?after_seq=, ?before_seq=, ?limit=)",
+                    tag="chat")
+@openapi.response(200, json_response(MessageList), "the messages")
 @authenticated()
 async def list_messages(request: Request, raw_id: str) -> HTTPResponse:
     cid = conversation_id(raw_id)
@@ -88,6 +103,10 @@ async def list_messages(request: Request, raw_id: str) -> HTTPResponse:
 
 
 @bp.post("/<raw_id>/messages")
+@openapi.definition(summary="Send a message; a retry with the same client_msg_id answers the first",
+                    tag="chat")
+@openapi.response(201, json_response(MessageAnswer), "sent")
+@openapi.response(200, json_response(MessageAnswer), "sent before with this client_msg_id")
 @authenticated()
 async def send_message(request: Request, raw_id: str) -> HTTPResponse:
     cid = conversation_id(raw_id)
@@ -103,6 +122,7 @@ async def send_message(request: Request, raw_id: str) -> HTTPResponse:
 @bp.post("/<raw_id>/attachments", stream=True)
 @openapi.definition(summary="Upload an image (multipart field 'file': JPEG, PNG or WebP) to send with a "
                             "message as its attachment_id; the conversation's parties only", tag="chat")
+@openapi.response(201, json_response(AttachmentUploaded), "stored; send its id with a message")
 @authenticated()
 async def upload_attachment(request: Request, raw_id: str) -> HTTPResponse:
     cid, viewer, settings = conversation_id(raw_id), viewer_of(request), settings_of(request)
@@ -116,6 +136,7 @@ async def upload_attachment(request: Request, raw_id: str) -> HTTPResponse:
 @bp.get("/<raw_id>/attachments/<attachment_id>/file")
 @openapi.definition(summary="Download a processed chat image, or a WebP thumbnail with ?size= "
                             "(parties and admins); 409 until processed", tag="chat")
+@openapi.response(200, IMAGE_FILE, "the EXIF-free image (its own type), or a WebP thumbnail")
 @authenticated()
 async def download_attachment(request: Request, raw_id: str, attachment_id: str) -> HTTPResponse:
     try:
@@ -131,6 +152,8 @@ async def download_attachment(request: Request, raw_id: str, attachment_id: str)
 
 
 @bp.post("/<raw_id>/read")
+@openapi.definition(summary="Move your read cursor forward to seq", tag="chat")
+@openapi.response(200, json_response(ReadAnswer), "your read cursor (it never moves back)")
 @authenticated()
 async def mark_read(request: Request, raw_id: str) -> HTTPResponse:
     cid = conversation_id(raw_id)

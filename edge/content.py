@@ -9,6 +9,7 @@ from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
 from core.pagination import parse_limit
+from edge.responses import ContentPageAnswer, ContentPagePage, json_response
 from storage import content
 
 bp = Blueprint("content", url_prefix="/api/v1/content")
@@ -20,6 +21,7 @@ CACHE = {"Cache-Control": "public, max-age=60"}
 @openapi.definition(summary="Published help and FAQ pages for an audience (client, cleaner, all)",
                     tag="content")
 @openapi.parameter("audience", str, description="client, cleaner or all; omitted: every page")
+@openapi.response(200, json_response(ContentPagePage), "one page of pages, without bodies")
 async def list_pages(request: Request) -> HTTPResponse:
     pages, next_cursor = await content.list_published_pages(
         audience=request.args.get("audience") or None, cursor=request.args.get("cursor"),
@@ -29,6 +31,7 @@ async def list_pages(request: Request) -> HTTPResponse:
 
 @bp.get("/<slug:str>")
 @openapi.definition(summary="One published page with its sanitised HTML body", tag="content")
+@openapi.response(200, json_response(ContentPageAnswer), "the page")
 async def get_page(request: Request, slug: str) -> HTTPResponse:
     page = await content.published_page(slug)
     return json({"page": content.page_json(page)}, headers=CACHE)

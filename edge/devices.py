@@ -11,7 +11,7 @@ from sanic_ext import openapi
 
 from core.errors import Invalid
 from edge.auth import authenticated, current_session
-from edge.responses import Device, json_response, no_content
+from edge.responses import Device, NotificationPreferences, json_response, no_content
 from edge.validation import Body, openapi_body, parse_body
 from storage import devices
 
@@ -49,6 +49,7 @@ async def delete_device(request: Request, token: str) -> HTTPResponse:
 
 @bp.get("/notification-preferences")
 @openapi.definition(summary="Which push categories you receive", tag="notifications")
+@openapi.response(200, json_response(NotificationPreferences), "every category: on or off")
 @authenticated()
 async def get_preferences(request: Request) -> HTTPResponse:
     return json(await devices.preferences(actor=current_session(request).user))
@@ -56,6 +57,7 @@ async def get_preferences(request: Request) -> HTTPResponse:
 
 @bp.put("/notification-preferences")
 @openapi.definition(summary="Switch push categories on or off ({category: bool})", tag="notifications")
+@openapi.response(200, json_response(NotificationPreferences), "every category, after the change")
 @authenticated()
 async def put_preferences(request: Request) -> HTTPResponse:
     payload: Any = request.json

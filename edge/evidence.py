@@ -15,6 +15,7 @@ from core.pagination import parse_limit
 from core.supply import EXTENSIONS
 from edge.accounts import settings_of
 from edge.auth import authenticated, current_session
+from edge.responses import IMAGE_FILE, EvidenceAnswer, EvidencePage, json_response
 from edge.staff import parse_uuid
 from edge.supply import read_upload, store_of
 from storage import evidence as evidence_store
@@ -44,6 +45,7 @@ def evidence_json(row: BookingEvidence) -> dict[str, Any]:
 @bp.post("/<booking_id:str>/evidence", stream=True)
 @openapi.definition(summary="Add a completion photo (multipart field 'photo': JPEG, PNG or WebP) while the "
                             "booking is in progress; the booking's cleaner only", tag="bookings")
+@openapi.response(201, json_response(EvidenceAnswer), "stored; waits for processing")
 @authenticated()
 async def upload(request: Request, booking_id: str) -> HTTPResponse:
     settings, user = settings_of(request), current_session(request).user
@@ -58,6 +60,7 @@ async def upload(request: Request, booking_id: str) -> HTTPResponse:
 @bp.get("/<booking_id:str>/evidence")
 @openapi.definition(summary="A booking's completion photos, oldest first, with thumbnail URLs once "
                             "processed (parties and staff)", tag="bookings")
+@openapi.response(200, json_response(EvidencePage), "one page of photos")
 @authenticated()
 async def list_evidence(request: Request, booking_id: str) -> HTTPResponse:
     rows, next_cursor = await evidence_store.list_evidence(
@@ -69,6 +72,7 @@ async def list_evidence(request: Request, booking_id: str) -> HTTPResponse:
 @bp.get("/<booking_id:str>/evidence/<evidence_id:str>/file")
 @openapi.definition(summary="Download a processed completion photo, or a WebP thumbnail with ?size= "
                             "(parties and staff)", tag="bookings")
+@openapi.response(200, IMAGE_FILE, "the EXIF-free photo (its own type), or a WebP thumbnail")
 @authenticated()
 async def download(request: Request, booking_id: str, evidence_id: str) -> HTTPResponse:
     row, content_type, data = await evidence_store.read_evidence_file(

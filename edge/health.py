@@ -55,6 +55,7 @@ async def readyz(request: Request) -> HTTPResponse:
 
 @bp.get("/metrics")
 @openapi.definition(summary="Prometheus metrics", tag="operations")
+@openapi.response(200, {"text/plain": {"type": "string"}}, "the Prometheus text exposition")
 async def metrics(request: Request) -> HTTPResponse:
     body, content_type = render_metrics()
     return raw(body, content_type=content_type)

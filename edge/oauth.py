@@ -24,6 +24,7 @@ from core.accounts import AccountError
 from core.errors import Invalid, NotFound, Unauthenticated, Unavailable
 from core.settings import Settings
 from edge.accounts import client_ip, settings_of, signed_in
+from edge.responses import SignedIn, json_response
 from edge.validation import Body, openapi_body, parse_body
 from storage import accounts, ratelimit
 from storage.accounts import ProviderIdentity
@@ -175,6 +176,8 @@ async def facebook_identity(body: OAuthBody, settings: Settings) -> ProviderIden
 @bp.post("/<provider:str>")
 @openapi.definition(summary="Sign in or up with Google, Apple or Facebook",
                     body=openapi_body(OAuthBody), tag="accounts")
+@openapi.response(201, json_response(SignedIn), "a new account, signed in")
+@openapi.response(200, json_response(SignedIn), "signed in to the existing account")
 async def oauth_sign_in(request: Request, provider: str) -> HTTPResponse:
     if provider not in PROVIDERS:
         raise NotFound(f"unknown sign-in provider {provider[:32]!r}; use one of {', '.join(PROVIDERS)}")

@@ -13,6 +13,13 @@ from core.bookings import Party
 from edge.accounts import settings_of
 from edge.auth import authenticated, current_session
 from edge.bookings import booking_json
+from edge.responses import (
+    BookingAnswer,
+    OnboardingAnswer,
+    SetupIntentAnswer,
+    WebhookReceived,
+    json_response,
+)
 from edge.staff import parse_uuid
 from edge.validation import Body, openapi_body, parse_body
 from storage import payments
@@ -22,6 +29,7 @@ bp = Blueprint("payments", url_prefix="/api/v1")
 
 @bp.post("/payments/setup-intent")
 @openapi.definition(summary="A Stripe SetupIntent: confirm it with the card form to save a card", tag="payments")
+@openapi.response(201, json_response(SetupIntentAnswer), "the SetupIntent to confirm")
 @authenticated(Role.CLIENT)
 async def setup_intent(request: Request) -> HTTPResponse:
     intent = await payments.create_setup_intent(actor=current_session(request).user, settings=settings_of(request))
@@ -30,6 +38,7 @@ async def setup_intent(request: Request) -> HTTPResponse:
 
 @bp.post("/cleaner/payouts/onboarding")
 @openapi.definition(summary="A one-time Stripe link where a cleaner sets up payouts", tag="payments")
+@openapi.response(200, json_response(OnboardingAnswer), "the onboarding link")
 @authenticated(Role.CLEANER)
 async def payout_onboarding(request: Request) -> HTTPResponse:
     link = await payments.start_onboarding(actor=current_session(request).user, settings=settings_of(request))
@@ -45,6 +54,7 @@ class RefundBody(Body):
 @bp.post("/admin/bookings/<booking_id:str>/refund")
 @openapi.definition(summary="Staff refund part or all of what a booking captured; 409 when nothing was, "
                             "422 above what is left", body=openapi_body(RefundBody), tag="admin")
+@openapi.response(200, json_response(BookingAnswer), "the booking, refunded")
 @authenticated(Role.ADMIN)
 async def refund(request: Request, booking_id: str) -> HTTPResponse:
     body = parse_body(request, RefundBody)
@@ -56,6 +66,7 @@ async def refund(request: Request, booking_id: str) -> HTTPResponse:
 
 @bp.post("/webhooks/stripe")
 @openapi.definition(summary="Stripe's webhook endpoint (signed with the endpoint secret)", tag="payments")
+@openapi.response(200, json_response(WebhookReceived), "received (a duplicate is acknowledged too)")
 async def stripe_webhook(request: Request) -> HTTPResponse:
     event_id, new = await payments.receive_webhook(
         payload=request.body, signature=request.headers.get("stripe-signature", ""), settings=settings_of(request))

@@ -13,6 +13,7 @@ from core.accounts import Role
 from core.errors import Unavailable
 from core.settings import Settings
 from edge.auth import authenticated, current_session
+from edge.responses import Heartbeat, json_response
 from edge.validation import Body, openapi_body, parse_body
 
 
@@ -28,6 +29,7 @@ log = logging.getLogger("spotless.edge.presence")
 @bp.post("/cleaner/presence")
 @openapi.definition(summary="Heartbeat: you are online here until the timeout passes", tag="supply",
                     body=openapi_body(HeartbeatBody))
+@openapi.response(200, json_response(Heartbeat), "online until timeout_s passes without one")
 @authenticated(Role.CLEANER)
 async def heartbeat(request: Request) -> HTTPResponse:
     settings: Settings = request.app.ctx.settings

@@ -15,6 +15,7 @@ from core.errors import NotFound
 from core.pagination import parse_limit
 from edge.accounts import settings_of
 from edge.auth import authenticated, current_session
+from edge.responses import ReviewAnswer, ReviewPage, json_response
 from edge.staff import parse_uuid
 from edge.validation import Body, openapi_body, parse_body
 from storage import reviews
@@ -52,6 +53,7 @@ def first_name(name: str) -> str:
 @bp.post("/bookings/<booking_id:str>/review")
 @openapi.definition(summary="Rate a completed booking, once (the client who booked it)", body=openapi_body(ReviewBody),
                     tag="reviews")
+@openapi.response(201, json_response(ReviewAnswer), "the review")
 @authenticated()
 async def post_review(request: Request, booking_id: str) -> HTTPResponse:
     body = parse_body(request, ReviewBody)
@@ -63,6 +65,7 @@ async def post_review(request: Request, booking_id: str) -> HTTPResponse:
 
 @bp.get("/bookings/<booking_id:str>/review")
 @openapi.definition(summary="A booking's review, for its parties", tag="reviews")
+@openapi.response(200, json_response(ReviewAnswer), "the review")
 @authenticated()
 async def read_review(request: Request, booking_id: str) -> HTTPResponse:
     review = await reviews.review_of(parse_uuid(booking_id), actor=current_session(request).user)
@@ -73,6 +76,7 @@ async def read_review(request: Request, booking_id: str) -> HTTPResponse:
 @bp.post("/bookings/<booking_id:str>/review/reply")
 @openapi.definition(summary="Answer a booking's review, once (the cleaner who did the work)",
                     body=openapi_body(ReplyBody), tag="reviews")
+@openapi.response(200, json_response(ReviewAnswer), "the review with its reply")
 @authenticated()
 async def reply(request: Request, booking_id: str) -> HTTPResponse:
     body = parse_body(request, ReplyBody)
@@ -84,6 +88,7 @@ async def reply(request: Request, booking_id: str) -> HTTPResponse:
 
 @bp.get("/cleaners/<cleaner_id:str>/reviews")
 @openapi.definition(summary="A cleaner's public reviews, newest first (?cursor=, ?limit=)", tag="reviews")
+@openapi.response(200, json_response(ReviewPage), "one page of reviews")
 async def list_for_cleaner(request: Request, cleaner_id: str) -> HTTPResponse:
     cleaner = parse_uuid(cleaner_id)
     limit = parse_limit(request.args.get("limit"))

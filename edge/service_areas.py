@@ -17,6 +17,7 @@ from core.accounts import Role
 from core.errors import Invalid
 from core.settings import Settings
 from edge.auth import authenticated, current_session
+from edge.responses import ServiceArea, json_response, no_content
 from storage import service_areas
 from storage.service_areas import AreaChange
 
@@ -43,6 +44,7 @@ def _geometry(payload: Any) -> Any:
 @bp.put("/cleaner/service-area")
 @openapi.definition(summary="Set your service area (GeoJSON Polygon or MultiPolygon, WGS84)",
                     tag="supply")
+@openapi.response(200, json_response(ServiceArea), "your area, as stored")
 @authenticated(Role.CLEANER)
 async def put_service_area(request: Request) -> HTTPResponse:
     settings: Settings = request.app.ctx.settings
@@ -54,6 +56,7 @@ async def put_service_area(request: Request) -> HTTPResponse:
 
 @bp.get("/cleaner/service-area")
 @openapi.definition(summary="Your service area", tag="supply")
+@openapi.response(200, json_response(ServiceArea), "your area")
 @authenticated(Role.CLEANER)
 async def get_service_area(request: Request) -> HTTPResponse:
     area = await service_areas.get_service_area(actor=current_session(request).user)
@@ -62,6 +65,7 @@ async def get_service_area(request: Request) -> HTTPResponse:
 
 @bp.delete("/cleaner/service-area")
 @openapi.definition(summary="Remove your service area (you stop appearing in search)", tag="supply")
+@no_content("removed")
 @authenticated(Role.CLEANER)
 async def delete_service_area(request: Request) -> HTTPResponse:
     change = await service_areas.remove_service_area(actor=current_session(request).user)

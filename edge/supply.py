@@ -19,7 +19,18 @@ from core.pagination import parse_limit
 from core.supply import EXTENSIONS, OfferedService, UnsupportedUpload, UploadTooLarge
 from edge.accounts import settings_of
 from edge.auth import authenticated, current_session
-from edge.responses import Catalogue, json_response
+from edge.responses import (
+    DOCUMENT_FILE,
+    IMAGE_FILE,
+    AvailabilityAnswer,
+    Catalogue,
+    DocumentSent,
+    ProfileAnswer,
+    ReviewQueuePage,
+    VerificationAnswer,
+    VerificationDecided,
+    json_response,
+)
 from edge.staff import parse_uuid
 from edge.validation import Body, openapi_body, parse_body
 from storage import supply
@@ -191,6 +202,7 @@ async def list_services(request: Request) -> HTTPResponse:
 @catalogue.get("/cleaners/<cleaner_id:str>/photo")
 @openapi.definition(summary="A verified cleaner's profile photo, or a WebP thumbnail with ?size= "
                             "(EXIF-free; 404 until processed)", tag="supply")
+@openapi.response(200, IMAGE_FILE, "the EXIF-free photo (its own type), or a WebP thumbnail")
 async def cleaner_photo(request: Request, cleaner_id: str) -> HTTPResponse:
     profile, content_type, data = await supply.read_public_photo(
         parse_uuid(cleaner_id, field="cleaner_id"), size=request.args.get("size"), store=store_of(request))
@@ -204,6 +216,7 @@ async def cleaner_photo(request: Request, cleaner_id: str) -> HTTPResponse:
 
 @cleaner.get("/profile")
 @openapi.definition(summary="Your cleaner profile (created on first use)", tag="supply")
+@openapi.response(200, json_response(ProfileAnswer), "your profile")
 @authenticated(Role.CLEANER)
 async def get_profile(request: Request) -> HTTPResponse:
     view = await supply.get_profile(actor=current_session(request).user)
@@ -213,6 +226,7 @@ async def get_profile(request: Request) -> HTTPResponse:
 @cleaner.put("/profile")
 @openapi.definition(summary="Change your bio, time zone, travel buffer or services and rates",
                     body=openapi_body(ProfileBody), tag="supply")
+@openapi.response(200, json_response(ProfileAnswer), "your profile, changed")
 @authenticated(Role.CLEANER)
 async def put_profile(request: Request) -> HTTPResponse:
     body = parse_body(request, ProfileBody)
@@ -227,6 +241,7 @@ async def put_profile(request: Request) -> HTTPResponse:
 @cleaner.post("/profile/photo", stream=True)
 @openapi.definition(summary="Upload a profile photo (multipart field 'photo': JPEG, PNG or WebP)",
                     tag="supply")
+@openapi.response(200, json_response(ProfileAnswer), "your profile; the photo waits for processing")
 @authenticated(Role.CLEANER)
 async def upload_photo(request: Request) -> HTTPResponse:
     settings = settings_of(request)
@@ -238,6 +253,7 @@ async def upload_photo(request: Request) -> HTTPResponse:
 
 @cleaner.get("/verification")
 @openapi.definition(summary="Your verification status and the documents you sent", tag="supply")
+@openapi.response(200, json_response(VerificationAnswer), "your verification and documents")
 @authenticated(Role.CLEANER)
 async def get_verification(request: Request) -> HTTPResponse:
     profile, documents = await supply.get_verification(actor=current_session(request).user)
@@ -248,6 +264,7 @@ async def get_verification(request: Request) -> HTTPResponse:
 @cleaner.post("/verification", stream=True)
 @openapi.definition(summary="Send an identity document (multipart field 'document': JPEG, PNG, WebP or PDF)",
                     tag="supply")
+@openapi.response(201, json_response(DocumentSent), "the document, waiting for review")
 @authenticated(Role.CLEANER)
 async def submit_verification(request: Request) -> HTTPResponse:
     settings = settings_of(request)
@@ -259,6 +276,7 @@ async def submit_verification(request: Request) -> HTTPResponse:
 
 @cleaner.get("/availability")
 @openapi.definition(summary="Your weekly schedule and dated exceptions, in your time zone", tag="supply")
+@openapi.response(200, json_response(AvailabilityAnswer), "your schedule")
 @authenticated(Role.CLEANER)
 async def get_availability(request: Request) -> HTTPResponse:
     availability = await supply.get_availability(actor=current_session(request).user)
@@ -276,6 +294,7 @@ def _exception(index: int, body: ExceptionBody) -> DatedException:
 @cleaner.put("/availability")
 @openapi.definition(summary="Replace your weekly schedule and exceptions at once",
                     body=openapi_body(AvailabilityBody), tag="supply")
+@openapi.response(200, json_response(AvailabilityAnswer), "your schedule, replaced")
 @authenticated(Role.CLEANER)
 async def put_availability(request: Request) -> HTTPResponse:
     body = parse_body(request, AvailabilityBody)
@@ -291,6 +310,7 @@ async def put_availability(request: Request) -> HTTPResponse:
 
 @review.get("")
 @openapi.definition(summary="Cleaners by verification status, longest-waiting first", tag="admin")
+@openapi.response(200, json_response(ReviewQueuePage), "one page of cleaners")
 @authenticated(Role.ADMIN)
 async def list_for_review(request: Request) -> HTTPResponse:
     entries, next_cursor = await supply.list_cleaners_for_review(
@@ -306,6 +326,7 @@ async def list_for_review(request: Request) -> HTTPResponse:
 @review.post("/<cleaner_id:str>/verification")
 @openapi.definition(summary="Approve or reject a cleaner's pending verification (reason required to reject)",
                     body=openapi_body(DecisionBody), tag="admin")
+@openapi.response(200, json_response(VerificationDecided), "the cleaner's verification, decided")
 @authenticated(Role.ADMIN)
 async def decide(request: Request, cleaner_id: str) -> HTTPResponse:
     target = parse_uuid(cleaner_id)
@@ -317,6 +338,7 @@ async def decide(request: Request, cleaner_id: str) -> HTTPResponse:
 
 @review.get("/<cleaner_id:str>/verification/documents/<document_id:str>")
 @openapi.definition(summary="Download an identity document (the read is audited)", tag="admin")
+@openapi.response(200, DOCUMENT_FILE, "the document as it was sent")
 @authenticated(Role.ADMIN)
 async def download_document(request: Request, cleaner_id: str, document_id: str) -> HTTPResponse:
     document, data = await supply.read_verification_document(

@@ -14,12 +14,15 @@ from typing import Any
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 from sanic.response import json as json_response
+from sanic_ext import openapi
 
 from core.channels import ChannelKind, Viewer, authorize_channel, booking_id_of, channel_kind
 from core.errors import Invalid, NotFound
 from core.realtime import RealtimeApp
 from edge.auth import authenticated, current_session
 from edge.realtime.signing import channel_auth
+from edge.responses import ChannelAuth
+from edge.responses import json_response as documented_json
 from storage.chat import load_booking_parties
 
 bp = Blueprint("realtime_auth", url_prefix="/api/v1/broadcasting")
@@ -47,6 +50,10 @@ def _app(request: Request, app_id: Any) -> RealtimeApp:
 
 
 @bp.post("/auth")
+@openapi.definition(summary="Sign a socket's subscription to a private or presence channel "
+                            "(form fields or JSON: socket_id, channel_name, app_id)",
+                    tag="realtime")
+@openapi.response(200, documented_json(ChannelAuth), "the signature, as pusher-js expects it")
 @authenticated()
 async def authorize(request: Request) -> HTTPResponse:
     fields = _fields(request)

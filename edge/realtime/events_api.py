@@ -13,6 +13,7 @@ from typing import Any
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 from sanic.response import json as json_response
+from sanic_ext import openapi
 
 from core.channels import channel_kind
 from core.errors import Invalid, NotFound, Unauthenticated, Unavailable
@@ -20,6 +21,8 @@ from core.realtime import RealtimeApp
 from core.settings import Settings
 from edge.realtime import errors as ws_errors
 from edge.realtime.signing import request_signature_valid
+from edge.responses import PusherBatch, PusherEmpty
+from edge.responses import json_response as documented_json
 
 bp = Blueprint("realtime_events_api", url_prefix="/apps")
 
@@ -90,6 +93,8 @@ def _body(request: Request) -> Any:
 
 
 @bp.post("/<app_id>/events")
+@openapi.definition(summary="Pusher HTTP events API: trigger an event (signed)", tag="realtime")
+@openapi.response(200, documented_json(PusherEmpty), "published (Pusher answers an empty object)")
 async def trigger(request: Request, app_id: str) -> HTTPResponse:
     app = _signed_app(request, app_id)
     await _publish(request, app, [_event(_body(request), app, batch=False)])
@@ -97,6 +102,9 @@ async def trigger(request: Request, app_id: str) -> HTTPResponse:
 
 
 @bp.post("/<app_id>/batch_events")
+@openapi.definition(summary="Pusher HTTP events API: trigger up to 10 events (signed)",
+                    tag="realtime")
+@openapi.response(200, documented_json(PusherBatch), "published: an empty object per event")
 async def trigger_batch(request: Request, app_id: str) -> HTTPResponse:
     app = _signed_app(request, app_id)
     body = _body(request)

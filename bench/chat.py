@@ -33,6 +33,7 @@ import os
 import resource
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ class Listener:
     last_seq: int = 0
     gaps: int = 0
     duplicates: int = 0
+    closed_code: int | None = None  # set when the socket closed (by either side) before the end
 
 
 @dataclass
@@ -154,8 +156,9 @@ async def read_forever(listener: Listener, run_of: list[Run]) -> None:
                 run_of[0].first_error = run_of[0].first_error or raw[:300]
             elif event == "pusher:ping":
                 await listener.ws.send('{"event":"pusher:pong","data":{}}')
-    except Exception:  # closed at the end of a row
-        return
+    except Exception:  # closed at the end of a row, or by the edge (counted below)
+        pass
+    listener.closed_code = listener.ws.close_code or -1
 
 
 async def drive(url: str, conversations: list[Conversation], run: Run, *, rate: float, seconds: float,
@@ -287,6 +290,11 @@ async def one_size(args: argparse.Namespace, url: str, app: RealtimeApp, convers
               f"{cpu['shards']:.2f}, this client {cpu['bench']:.2f}")
         if run.first_error:
             print(f"          first failure: {run.first_error}")
+        closed = Counter(lst.closed_code for lst in listeners if lst.closed_code is not None)
+        if closed:
+            print(f"          sockets closed before the end: {sum(closed.values())} (close codes {dict(closed)}; "
+                  "1011: the client's own keepalive gave up); what they missed counts as lost: "
+                  "this benchmark does not reconnect")
     stored, broken = await check_database([c.id for c in conversations])
     print(f"PostgreSQL: {stored:,} messages in these conversations, {broken} with a gap or repeat in seq; "
           f"milliseconds throughout; e2e = REST send -> the other party's socket")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -133,6 +134,7 @@ async def _rebalance_kind(settings: Settings, kind: str, count: int, *, bus: Bus
     await asyncio.sleep(grace_s)  # processes that missed the announcement get "moved" meanwhile
     for shard in old:
         ray.kill(shard, no_restart=True)
+    await until_gone(settings, prefix, current.shard_count)
     if kind == "spatial":
         handed_over += sum(await asyncio.gather(*(shard.catch_up.remote() for shard in new)))
     return KindChange(kind, prefix, current.shard_count, count, layout.epoch, handed_over)
@@ -143,6 +145,20 @@ async def _undo(settings: Settings, kind: str, prefix: str, epoch: int, old: lis
     if kind != "spatial":
         await asyncio.gather(*(shard.resume.remote() for shard in old), return_exceptions=True)
     kill_shards(settings, prefix, count)
+
+
+async def until_gone(settings: Settings, prefix: str, count: int, *, timeout_s: float = 10.0) -> None:
+    """Wait until no shard of `count` answers to its name any more: `ray.kill` only asks the
+    GCS, and a rebalance that returns promises the old shards are gone (a busy cluster took
+    long enough for a lookup right after it to find one)."""
+    deadline = time.monotonic() + timeout_s
+    for shard in range(count):
+        while time.monotonic() < deadline:
+            try:
+                ray.get_actor(shard_name(prefix, shard, count), namespace=settings.ray_namespace)
+            except ValueError:
+                break
+            await asyncio.sleep(0.05)
 
 
 def kill_shards(settings: Settings, prefix: str, count: int) -> None:

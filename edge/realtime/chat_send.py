@@ -8,7 +8,9 @@ request and a token lookup per message: the sender is the user the auth endpoint
 channel's presence data when the socket subscribed, and a suspended account is refused at once
 (one batched query per loop tick, `storage.accounts.check_not_suspended`). The sender alone gets the answer on the
 channel: `chat.sent` `{client_msg_id, seq, created}` or `chat.send_failed`
-`{client_msg_id, status, code, detail}`. The event itself is never fanned out.
+`{client_msg_id, status, code, detail}` — for malformed data too (a 422, as REST answers it),
+whenever it carries a usable `client_msg_id`; without one there is nothing to answer against, and
+the protocol's `pusher:error` 4301 says what is wrong. The event itself is never fanned out.
 """
 
 from __future__ import annotations
@@ -52,7 +54,14 @@ async def send_over_socket(channel: str, data: Any, *, sender_id: str, chat: Cha
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "data"
-        raise ClientEventRejected(f"Client event rejected: {field}: {first['msg']}") from None
+        client_msg_id = data.get("client_msg_id") if isinstance(data, dict) else None
+        if not isinstance(client_msg_id, str) or not 0 < len(client_msg_id) <= 64:
+            # Nothing to answer against: the protocol's error for a bad client event.
+            raise ClientEventRejected(f"Client event rejected: {field}: {first['msg']}") from None
+        # A send the app can tell apart gets its answer as REST would give it (a 422).
+        return encode(RealtimeEvent.CHAT_SEND_FAILED, {
+            "client_msg_id": client_msg_id, "status": 422, "code": "invalid",
+            "detail": f"{field}: {first['msg']}"}, channel=channel)
     try:
         await check_not_suspended(sender_id)
         message, created = await chat.send(conversation_id, sender_id=sender_id,

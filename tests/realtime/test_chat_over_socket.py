@@ -53,16 +53,29 @@ async def test_malformed_or_misplaced_socket_sends_get_the_client_event_error(bo
     sock, channel = await on_conversation(sockets, rt_api, client, conversation_id)
     own = f"private-user.{client.id}"
     await sock.subscribe(own, auth_for(rt_api, client, sock.socket_id, own))
-    # when they send without a client_msg_id, with a number for a body, with an unknown field,
-    # and on a channel that is not a conversation
-    bad = [({"body": "hi"}, channel), ({"client_msg_id": "x", "body": 5}, channel),
-           ({"client_msg_id": "x", "body": "hi", "admin": True}, channel),
+    # when they send without a usable client_msg_id, or on a channel that is not a conversation
+    bad = [({"body": "hi"}, channel), ({"client_msg_id": 7, "body": "hi"}, channel), ("just text", channel),
            ({"client_msg_id": "x", "body": "hi"}, own)]
     for data, where in bad:
         await sock.send("client-chat-message", data, channel=where)
         # then each gets pusher:error 4301 and the socket stays open
         error = await sock.expect("pusher:error")
         assert error["data"]["code"] == 4301, error
+    await sock.nothing("chat.sent", within=0.3)
+    assert await messages_count(rt_api, client, conversation_id) == 0
+
+
+async def test_a_malformed_send_named_by_its_client_msg_id_fails_as_rest_would(booking, sockets, rt_api):
+    # given a party on the conversation channel
+    client, _, conversation_id = await booking()
+    sock, channel = await on_conversation(sockets, rt_api, client, conversation_id)
+    # when sends the app can tell apart by their client_msg_id are malformed
+    for number, data in enumerate([{"body": 5}, {"body": "hi", "admin": True}, {"body": "hi", "attachment_id": 5}]):
+        await sock.send("client-chat-message", {"client_msg_id": f"m-{number}", **data}, channel=channel)
+        # then each fails with the REST API's answer (422, invalid), named by its client_msg_id
+        failed = (await sock.expect("chat.send_failed", channel))["data"]
+        assert (failed["client_msg_id"], failed["status"], failed["code"]) == (f"m-{number}", 422, "invalid")
+        assert failed["detail"]
     await sock.nothing("chat.sent", within=0.3)
     assert await messages_count(rt_api, client, conversation_id) == 0
 

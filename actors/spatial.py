@@ -315,7 +315,7 @@ class SpatialShard:
         distance = haversine_m(lat[which], lng[which], rep_lat, rep_lng)
         self.served += (1, len(points), time.thread_time() - started)
         counts = np.bincount(which, minlength=len(points)).astype(np.int32)
-        return counts, ids.reshape(-1, 16), np.asarray(distance, dtype=np.float32)
+        return counts, ids, np.asarray(distance, dtype=np.float32)
 
     async def stats(self) -> dict[str, Any]:
         await self._ensure_loaded()

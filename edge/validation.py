@@ -49,6 +49,11 @@ def parse_body(request: Request, model: type[M]) -> M:
     # PostgreSQL text cannot hold NUL, and no field of ours has a use for it.
     if (where := _nul_byte_field(payload, "body")) is not None:
         raise Invalid("must not contain NUL characters", field=where)
+    return validate(model, payload)
+
+
+def validate(model: type[M], payload: Any) -> M:
+    """`model` from already parsed data; raise Invalid listing every bad field (REST's 422)."""
     try:
         return model.model_validate(payload)
     except ValidationError as exc:

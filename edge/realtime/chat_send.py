@@ -18,14 +18,15 @@ from __future__ import annotations
 from typing import Any, Protocol
 from uuid import UUID
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from core.channels import conversation_channel
-from core.errors import SpotlessError
+from core.errors import Invalid, SpotlessError
 from core.events import RealtimeEvent
 from edge.chat import SendBody
 from edge.realtime.errors import ClientEventRejected
 from edge.realtime.protocol import encode
+from edge.validation import validate
 from storage.accounts import check_not_suspended
 
 CHAT_SEND_EVENT = "client-chat-message"
@@ -50,26 +51,26 @@ async def send_over_socket(channel: str, data: Any, *, sender_id: str, chat: Cha
     except ValueError:
         raise ClientEventRejected("Client event rejected: no such conversation") from None
     try:
-        body = SocketSendBody.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "data"
-        client_msg_id = data.get("client_msg_id") if isinstance(data, dict) else None
-        if not isinstance(client_msg_id, str) or not 0 < len(client_msg_id) <= 64:
-            # Nothing to answer against: the protocol's error for a bad client event.
-            raise ClientEventRejected(f"Client event rejected: {field}: {first['msg']}") from None
+        body = validate(SocketSendBody, data)
+    except Invalid as exc:
+        if not isinstance(data, dict) or any(e.field == "client_msg_id" for e in exc.errors):
+            # No usable client_msg_id: nothing to answer against, so the protocol's error.
+            first = exc.errors[0]
+            raise ClientEventRejected(f"Client event rejected: {first.field}: {first.message}") from None
         # A send the app can tell apart gets its answer as REST would give it (a 422).
-        return encode(RealtimeEvent.CHAT_SEND_FAILED, {
-            "client_msg_id": client_msg_id, "status": 422, "code": "invalid",
-            "detail": f"{field}: {first['msg']}"}, channel=channel)
+        return _send_failed(channel, data["client_msg_id"], exc)
     try:
         await check_not_suspended(sender_id)
         message, created = await chat.send(conversation_id, sender_id=sender_id,
                                            client_msg_id=body.client_msg_id, body=body.body,
                                            attachment_id=body.attachment_id)
     except SpotlessError as exc:
-        return encode(RealtimeEvent.CHAT_SEND_FAILED, {
-            "client_msg_id": body.client_msg_id, "status": exc.status, "code": str(exc.code),
-            "detail": exc.detail}, channel=channel)
+        return _send_failed(channel, body.client_msg_id, exc)
     return encode(RealtimeEvent.CHAT_SENT, {"client_msg_id": body.client_msg_id, "seq": message["seq"],
                                             "created": created}, channel=channel)
+
+
+def _send_failed(channel: str, client_msg_id: str, exc: SpotlessError) -> str:
+    return encode(RealtimeEvent.CHAT_SEND_FAILED, {
+        "client_msg_id": client_msg_id, "status": exc.status, "code": str(exc.code), "detail": exc.detail},
+        channel=channel)

@@ -101,7 +101,6 @@ class Connection:
         self.heard_at = time.monotonic()  # when the client last sent a frame
         self.ping_sent_at: float | None = None  # when we pinged a quiet client, until it answers
         self.closing = False
-        self.written_at_once = 0  # frames that skipped the queue (observability, tests)
 
     # --- outgoing ---
 
@@ -112,7 +111,6 @@ class Connection:
         if self.dropped:
             return
         if self.queue.empty() and write_now(self.ws, frame or text_frame(text)):
-            self.written_at_once += 1
             return
         try:
             self.queue.put_nowait(text)

@@ -13,6 +13,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -46,10 +47,39 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
+# Ports handed out by free_port in this process, never handed out twice.
+_handed_out: set[int] = set()
+_lock = threading.Lock()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port for a server started later by this process (tests, benchmarks).
+
+    Not the kernel's pick (`bind(0)`): that comes from the ephemeral range, where every outgoing
+    connection (Ray opens hundreds) also takes its local port, so between this call and the
+    server's bind, or while a test has the server stopped, a client socket can take it, and
+    two calls can return the same port once the first probe socket closes. Ports come instead
+    from below the ephemeral range and above Ray's worker ports (10002-19999), at random,
+    never twice in one process.
+    """
+    import random
+
+    high = _ephemeral_low() - 1
+    low = 20000 if high > 21000 else 1024
+    with _lock:
+        for _ in range(200):
+            port = random.randint(low, high)
+            if port not in _handed_out and port_is_free(port):
+                _handed_out.add(port)
+                return port
+    raise EmbeddedError(f"no free port found between {low} and {high}")
 
 
 def require_free_port(port: int, what: str, setting: str) -> None:

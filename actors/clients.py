@@ -18,7 +18,7 @@ import numpy as np
 
 from actors.layout import MOVED, SHARD_GONE, Layouts, ShardSet
 from actors.presence import presence_shard
-from actors.spatial import spatial_shard, uuid_text
+from actors.spatial import spatial_shard, unpack_found, uuid_text
 from core.batching import Coalescer
 from core.settings import Settings
 from core.sharding import shard_of_cleaner, shard_of_point, shards_of_box
@@ -51,15 +51,18 @@ class SpatialClient:
 
     @staticmethod
     async def _find_batch(actor: Any, points: list[tuple[float, float]]) -> list[list[tuple[str, float]]]:
-        """One Ray call for a batch of points: an (n, 2) array out, three compact arrays back
-        (areas per point, id bytes, distance), cut here into one list per point."""
-        counts, ids, distances = await actor.find.remote(np.array(points, dtype=np.float64))
+        """One Ray call for a batch of points: the bytes of an (n, 2) array out, the packed
+        answer back (areas per point, id bytes, distance), cut here into one list per point."""
+        raw = await actor.find.remote(np.array(points, dtype=np.float64).tobytes())
+        counts, ids, distances = unpack_found(raw, len(points))
         cuts = np.concatenate(([0], np.cumsum(counts))).tolist()
         pairs = list(zip(uuid_text(ids), distances.tolist(), strict=True))
         return [pairs[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
 
     def shard_of(self, lat: float, lng: float, count: int | None = None) -> int:
         count = count or self.layouts.last_seen(self.kind, self.prefix).shard_count
+        if count == 1:
+            return 0
         return int(shard_of_point(lat, lng, cell_deg=self.settings.spatial_cell_deg, shard_count=count))
 
     async def find(self, lat: float, lng: float) -> list[tuple[str, float]]:

@@ -12,6 +12,7 @@ covers, borders included. An area is indexed by every shard that owns a cell its
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from typing import Any
@@ -21,6 +22,7 @@ import numpy as np
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio, Knuth's multiplicative hash
 
 
+@functools.cache
 def grid_shape(cell_deg: float) -> tuple[int, int]:
     """(rows, columns) of the world grid."""
     return int(np.ceil(180.0 / cell_deg)), int(np.ceil(360.0 / cell_deg))

@@ -16,7 +16,7 @@ import shapely
 from tortoise import connections
 
 from actors.clients import SpatialClient
-from actors.spatial import _circles
+from actors.spatial import _build_index, _verdicts
 from core.settings import Settings
 from storage.service_areas import remove_service_area, set_service_area
 from tests.actors.conftest import cleaner_with_area
@@ -188,28 +188,39 @@ async def test_a_killed_shard_reloads_from_postgres(settings: Settings, shard_pr
     assert await find_all(client, points) == await brute_force(points)
 
 
-def test_the_circles_that_spare_the_exact_test_are_inside_and_around_every_area() -> None:
-    # given areas whose centroid is outside them, with holes, in several parts, thin, and boxes
+def test_the_sectors_that_spare_the_exact_test_never_contradict_it() -> None:
+    # given areas whose centroid is outside them, with holes, in several parts, thin, a sliver,
+    # boxes, and areas that are wholly concave around their centre
     rng = random.Random(7)
     shapes = [
         {"type": "Polygon", "coordinates": [[[0, 0], [3, 0], [3, 1], [1, 1], [1, 2], [3, 2], [3, 3], [0, 3], [0, 0]]]},
         {"type": "Polygon", "coordinates": [circle(10, 10, 1.0), circle(10, 10, 0.6)[::-1]]},
         {"type": "MultiPolygon", "coordinates": [[box(20, 20, 21, 21)], [box(20, 25, 20.2, 25.2)]]},
         {"type": "Polygon", "coordinates": [[[30, 30], [34, 30.001], [30, 30.002], [30, 30]]]},
+        {"type": "Polygon", "coordinates": [[[35, 35], [36, 35 + 1e-9], [35, 35 + 2e-9], [35, 35]]]},
+        {"type": "Polygon", "coordinates": [[[50, 50], [52, 50], [52, 52], [51, 50.2], [50, 52], [50, 50]]]},
         *({"type": "Polygon", "coordinates": [box(40 + i, 40, 40.5 + i, 40.25)]} for i in range(3)),
         *(random_area(rng) for _ in range(40)),
     ]
-    geometries = np.array([shapely.from_geojson(__import__("json").dumps(s)) for s in shapes], dtype=object)
-    circles = _circles(geometries)
-    for geometry, (ix, iy, ir2, ox, oy, or2) in zip(geometries, circles, strict=True):
+    geometries = [shapely.from_geojson(__import__("json").dumps(s)) for s in shapes]
+    index = _build_index([(f"00000000-0000-4000-8000-{i:012x}", g, 0.0, 0.0) for i, g in enumerate(geometries)])
+    decided_inside = 0
+    for pos, geometry in enumerate(geometries):
         # when points are thrown at and around each, vertices and edge midpoints included
         x0, y0, x1, y1 = shapely.bounds(geometry)
-        xs = np.r_[np.random.default_rng(1).uniform(x0 - 0.1, x1 + 0.1, 4000), shapely.get_coordinates(geometry)[:, 0]]
-        ys = np.r_[np.random.default_rng(2).uniform(y0 - 0.1, y1 + 0.1, 4000), shapely.get_coordinates(geometry)[:, 1]]
+        corners = shapely.get_coordinates(geometry)
+        rings = [shapely.get_coordinates(r) for r in shapely.get_rings(shapely.get_parts(geometry))]
+        middles = np.concatenate([(r[1:] + r[:-1]) / 2 for r in rings])
+        xs = np.r_[np.random.default_rng(1).uniform(x0 - 0.1, x1 + 0.1, 4000), corners[:, 0], middles[:, 0]]
+        ys = np.r_[np.random.default_rng(2).uniform(y0 - 0.1, y1 + 0.1, 4000), corners[:, 1], middles[:, 1]]
         exact = shapely.intersects_xy(geometry, xs, ys)
-        # then the inner circle holds only points of the area, the outer one all of them
-        in_inner = (xs - ix) ** 2 + (ys - iy) ** 2 < ir2
-        in_outer = (xs - ox) ** 2 + (ys - oy) ** 2 <= or2
-        assert exact[in_inner].all() and ir2 > 0
-        assert in_outer[exact].all()
-        assert in_inner.any()
+        inside, open_ = _verdicts(index, np.full(len(xs), pos), xs, ys)
+        # then what the sectors call inside is inside, what they call outside is outside
+        assert exact[inside].all()
+        assert not exact[~inside & ~open_].any()
+        # and they decide most points, borders always left to the exact test
+        assert open_[len(xs) - len(corners) - len(middles):].all()
+        decided_inside += int(inside.sum())
+        if pos < 3:
+            assert inside.any() and (~inside & ~open_).any()
+    assert decided_inside > 0

@@ -119,7 +119,9 @@ def _sectors(geometries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         np.minimum.at(inner, flat, near2[chosen])
         np.maximum.at(outer, flat, far2[chosen])
     inner, outer = inner.reshape(n, SECTORS), outer.reshape(n, SECTORS)
-    thin = inner.min(axis=1) < _THIN**2
+    # A sector no edge reaches would mean a centre outside the area (never, by construction);
+    # such an area and a thin one always get the exact test.
+    thin = (inner.min(axis=1) < _THIN**2) | ~np.isfinite(inner).all(axis=1)
     inner[thin], outer[thin] = 0.0, np.inf
     bounds[:, :, 0] = inner * _INNER_SHRINK
     bounds[:, :, 1] = outer * _OUTER_GROW

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -119,6 +120,14 @@ _SERVER_AWAY = (
 )
 
 
+# asyncpg's words when a pooled connection handed out is still inside its last user's operation:
+# consuming an error (state 2) or a cancellation (3) whose end the server never sent. A release
+# waits for a live server to finish both, so this is a connection the server dropped mid-answer
+# (seen while PostgreSQL shut down under load); its socket closes a moment later and the pool
+# replaces it. Nothing of the new request was sent.
+_LEFT_MID_ANSWER = re.compile(r"another operation \((2|3)\) is in progress")
+
+
 def _raised_in_asyncpg(tb: TracebackType | None) -> bool:
     while tb is not None:
         if tb.tb_frame.f_globals.get("__name__", "").startswith("asyncpg."):
@@ -140,6 +149,8 @@ def database_unreachable(exc: BaseException) -> bool:
             return True  # refused or reset sockets, connect timeouts
         if isinstance(seen, asyncpg.InterfaceError) and "clos" in str(seen):
             return True  # a connection or pool closed under the query (not a misuse of one)
+        if isinstance(seen, asyncpg.InternalClientError) and _LEFT_MID_ANSWER.search(str(seen)):
+            return True
         if seen.__cause__ is None and isinstance(seen, asyncpg.InternalClientError | asyncpg.InterfaceError):
             # asyncpg failing to clean up (the pool resetting a connection that broke mid-query
             # as it takes it back) hides the error that broke it: judge that one

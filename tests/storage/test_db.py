@@ -71,3 +71,18 @@ async def test_a_server_that_never_answers_fails_the_connection_within_the_conne
     # then it gives up after the setting, not asyncpg's 60 s, with an error the edge answers 503 for
     assert time.monotonic() - started < 5
     assert database_unreachable(failed)
+
+
+def test_a_pooled_connection_left_inside_an_answer_the_server_never_finished_counts_as_the_database_away():
+    from storage.db import database_unreachable
+
+    # given what asyncpg raises when the pool hands out a connection still consuming the error
+    # (state 2) or the cancellation (state 3) of its last query, which PostgreSQL shutting down
+    # never finished (seen as a 500 in tests/faults/test_postgres_restart.py)
+    for state in (2, 3):
+        left = asyncpg.InternalClientError(f"cannot switch to state 12; another operation ({state}) is in progress")
+        # then the request is answered "try again" (503), as any other sign of the server going away
+        assert database_unreachable(left)
+    # and other internal errors of asyncpg stay bugs (500)
+    assert not database_unreachable(asyncpg.InternalClientError("cannot switch to state 12; another operation (11) is in progress"))
+    assert not database_unreachable(asyncpg.InternalClientError("unknown error in protocol implementation"))

@@ -59,6 +59,12 @@ def _ephemeral_low() -> int:
         return 32768
 
 
+def _kernel_pick() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def free_port() -> int:
     """A free port for a server started later by this process (tests, benchmarks).
 
@@ -67,7 +73,8 @@ def free_port() -> int:
     server's bind, or while a test has the server stopped, a client socket can take it, and
     two calls can return the same port once the first probe socket closes. Ports come instead
     from below the ephemeral range and above Ray's worker ports (10002-19999), at random,
-    never twice in one process.
+    never twice in one process. Where the ephemeral range leaves no room below it (some
+    containers make every port from 1024 up ephemeral), the kernel's pick is all there is.
     """
     import random
 
@@ -75,7 +82,7 @@ def free_port() -> int:
     low = 20000 if high > 21000 else 1024
     with _lock:
         for _ in range(200):
-            port = random.randint(low, high)
+            port = random.randint(low, high) if high > low else _kernel_pick()
             if port not in _handed_out and port_is_free(port):
                 _handed_out.add(port)
                 return port

@@ -61,8 +61,6 @@ class SpatialClient:
 
     def shard_of(self, lat: float, lng: float, count: int | None = None) -> int:
         count = count or self.layouts.last_seen(self.kind, self.prefix).shard_count
-        if count == 1:
-            return 0
         return int(shard_of_point(lat, lng, cell_deg=self.settings.spatial_cell_deg, shard_count=count))
 
     async def find(self, lat: float, lng: float) -> list[tuple[str, float]]:

@@ -70,6 +70,12 @@ _SECTOR_SLACK = 1e-6  # radians an edge's angular span is widened by, for atan2'
 _THIN = 1e-7  # degrees (about 1 cm): an area narrower than this around its centre always gets the exact test
 
 
+def _sector_floor(angle: np.ndarray) -> np.ndarray:
+    """The sector an angle (radians, from atan2) falls in, before wrapping to 0..SECTORS-1: the
+    one numbering both the edges' spans (built) and the points (queried) are put in."""
+    return np.floor((angle + np.pi) * (SECTORS / (2 * np.pi))).astype(np.int64)
+
+
 def _sectors(geometries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each area a centre inside it, and in each of `SECTORS` angular sectors around that
     centre the squared distance within which everything is inside the area and beyond which
@@ -108,9 +114,8 @@ def _sectors(geometries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     start = np.arctan2(ay, ax)
     turn = (np.arctan2(by, bx) - start + np.pi) % (2 * np.pi) - np.pi  # the shorter way round
     low = np.where(turn >= 0, start, start + turn) - _SECTOR_SLACK
-    per_radian = SECTORS / (2 * np.pi)
-    first = np.floor((low + np.pi) * per_radian).astype(np.int64)
-    last = np.floor((low + np.abs(turn) + 2 * _SECTOR_SLACK + np.pi) * per_radian).astype(np.int64)
+    first = _sector_floor(low)
+    last = _sector_floor(low + np.abs(turn) + 2 * _SECTOR_SLACK)
     inner = np.full(n * SECTORS, np.inf)
     outer = np.zeros(n * SECTORS)
     for step in range(int((last - first).max()) + 1 if len(edge) else 0):
@@ -134,7 +139,7 @@ def _verdicts(index: _Index, pos: np.ndarray, x: np.ndarray, y: np.ndarray) -> t
     centre = index.centre[pos]
     dx, dy = x - centre[:, 0], y - centre[:, 1]
     r2 = dx * dx + dy * dy
-    sector = np.floor((np.arctan2(dy, dx) + np.pi) * (SECTORS / (2 * np.pi))).astype(np.intp) % SECTORS
+    sector = _sector_floor(np.arctan2(dy, dx)) % SECTORS
     bound = index.bounds[pos, sector]
     inside = r2 < bound[:, 0]
     return inside, ~inside & (r2 <= bound[:, 1])

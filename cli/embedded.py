@@ -7,7 +7,9 @@ went wrong and how to fix it; `spotless dev` prints that line instead of a trace
 
 from __future__ import annotations
 
+import functools
 import os
+import random
 import shutil
 import socket
 import stat
@@ -52,6 +54,7 @@ _handed_out: set[int] = set()
 _lock = threading.Lock()
 
 
+@functools.cache
 def _ephemeral_low() -> int:
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
@@ -76,8 +79,6 @@ def free_port() -> int:
     never twice in one process. Where the ephemeral range leaves no room below it (some
     containers make every port from 1024 up ephemeral), the kernel's pick is all there is.
     """
-    import random
-
     high = _ephemeral_low() - 1
     low = 20000 if high > 21000 else 1024
     with _lock:

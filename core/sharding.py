@@ -66,6 +66,8 @@ def _shard_of_one_point(lat: float, lng: float, cell_deg: float, shard_count: in
     # The same IEEE arithmetic as the numpy path, without numpy's per-call cost on the hot path.
     if shard_count < 1:
         raise ValueError("shard_count must be at least 1")
+    if shard_count == 1:
+        return 0
     rows, cols = grid_shape(cell_deg)
     row = min(max(math.floor((lat + 90.0) / cell_deg), 0), rows - 1)
     col = min(max(math.floor((lng + 180.0) / cell_deg), 0), cols - 1)

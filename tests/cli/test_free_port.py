@@ -1,19 +1,8 @@
 """Ports for the servers tests and benchmarks start: free, outside the ephemeral range, never twice."""
 
-import socket
-
 import pytest
 
 import cli.embedded as embedded
-
-
-def _binds(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def test_ports_come_from_below_the_ephemeral_range_and_never_twice() -> None:
@@ -21,7 +10,7 @@ def test_ports_come_from_below_the_ephemeral_range_and_never_twice() -> None:
     ports = [embedded.free_port() for _ in range(50)]
     # then each is free, none repeats, and none is one outgoing connections could take meanwhile
     assert len(set(ports)) == len(ports)
-    assert all(_binds(p) for p in ports)
+    assert all(embedded.port_is_free(p) for p in ports)
     assert all(p < embedded._ephemeral_low() for p in ports)
 
 
@@ -31,4 +20,4 @@ def test_without_room_below_the_ephemeral_range_the_kernel_picks(monkeypatch: py
     # then ports still come, free and never twice, instead of an error
     ports = [embedded.free_port() for _ in range(20)]
     assert len(set(ports)) == len(ports)
-    assert all(_binds(p) for p in ports)
+    assert all(embedded.port_is_free(p) for p in ports)

@@ -16,6 +16,7 @@ class EventType(StrEnum):
     EMAIL_VERIFICATION_REQUESTED = "account.email_verification_requested"
     PASSWORD_RESET_REQUESTED = "account.password_reset_requested"
     PASSWORD_CHANGED = "account.password_changed"
+    ACCESS_REVOKED = "account.access_revoked"
     PUSH_REQUESTED = "notify.push_requested"
     IMAGE_UPLOADED = "media.image_uploaded"
     CLEANER_PROFILE_UPDATED = "cleaner.profile_updated"
@@ -64,6 +65,16 @@ class PasswordChanged(TypedDict):
     user_id: str
     email: str
     name: str
+
+
+class AccessRevoked(TypedDict):
+    """Tokens that stopped working (a suspension, a password reset, a sign-out): the sockets
+    they authorised are closed. `at` is when, in Unix seconds."""
+
+    user_id: str
+    token_ids: list[int]
+    reason: str  # suspended | password_reset | signed_out
+    at: float
 
 
 class PushCategory(StrEnum):
@@ -166,6 +177,7 @@ PAYLOADS: dict[EventType, type] = {
     EventType.EMAIL_VERIFICATION_REQUESTED: EmailVerificationRequested,
     EventType.PASSWORD_RESET_REQUESTED: PasswordResetRequested,
     EventType.PASSWORD_CHANGED: PasswordChanged,
+    EventType.ACCESS_REVOKED: AccessRevoked,
     EventType.PUSH_REQUESTED: PushRequested,
     EventType.IMAGE_UPLOADED: ImageUploaded,
     EventType.CLEANER_PROFILE_UPDATED: CleanerChanged,
@@ -234,6 +246,16 @@ CREATED_AT_HEADER = "Spotless-Created-At"  # Unix seconds the outbox row was wri
 
 def realtime_subject(channel: str) -> str:
     return f"{REALTIME_SUBJECT_PREFIX}.{channel}"
+
+
+# Live (core NATS) messages between edge workers about their sockets, not seen by clients:
+# which user and token authorised a socket (sent to the worker holding it, named by the first
+# part of its socket id), and which tokens were revoked (to every worker).
+SOCKETS_REVOKED_SUBJECT = "sys.sockets.revoked"
+
+
+def socket_grant_subject(worker: str) -> str:
+    return f"sys.sockets.{worker}.granted"
 
 
 class RealtimeEvent(StrEnum):

@@ -7,6 +7,7 @@ its audit and outbox rows. Plain-text secrets are returned once and never stored
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -231,16 +232,35 @@ async def _sessions_of(token_ids: list[int]) -> list[Session | None]:
     return [found.get(token_id) for token_id in token_ids]
 
 
+async def _revoke(user_id: UUID, *, reason: str, using: Any, token_id: int | None = None,
+                  delete: bool = True) -> list[int]:
+    """Revoke a user's tokens (one, or all) in the open transaction `using`, with the outbox
+    event that closes the sockets they authorised (edge/realtime/hub.py); the ids revoked.
+    A suspension keeps the tokens (`delete=False`): they work again on reinstatement, but the
+    sockets opened with them are closed all the same."""
+    query = PersonalAccessToken.filter(user_id=user_id).using_db(using)
+    if token_id is not None:
+        query = query.filter(id=token_id)
+    ids: list[int] = list(await query.values_list("id", flat=True))
+    if delete and ids:
+        await PersonalAccessToken.filter(id__in=ids).using_db(using).delete()
+    if ids:
+        await outbox.enqueue(EventType.ACCESS_REVOKED, {"user_id": str(user_id), "token_ids": sorted(ids),
+                                                        "reason": reason, "at": time.time()}, using=using)
+    return ids
+
+
 async def revoke_token(*, actor: User, token_id: int) -> None:
     if not 0 < token_id < 2**63:  # outside a bigint it names no token, and PostgreSQL would refuse it
         raise NotFound("no such token")
-    deleted = await PersonalAccessToken.filter(id=token_id, user_id=actor.id).delete()
-    if not deleted:
-        raise NotFound("no such token")
+    async with in_transaction() as tx:
+        if not await _revoke(actor.id, reason="signed_out", token_id=token_id, using=tx):
+            raise NotFound("no such token")
 
 
 async def revoke_all_tokens(*, actor: User) -> int:
-    return await PersonalAccessToken.filter(user_id=actor.id).delete()
+    async with in_transaction() as tx:
+        return len(await _revoke(actor.id, reason="signed_out", using=tx))
 
 
 async def list_tokens(*, actor: User, cursor: str | None, limit: int) -> tuple[list[PersonalAccessToken], str | None]:
@@ -320,7 +340,7 @@ async def reset_password(*, token: str, password: str, settings: Settings) -> Us
         # The link proved control of the mailbox.
         user.email_verified_at = user.email_verified_at or utcnow()
         await user.save(update_fields=["password_hash", "email_verified_at", "updated_at"], using_db=tx)
-        await PersonalAccessToken.filter(user_id=user.id).using_db(tx).delete()
+        await _revoke(user.id, reason="password_reset", using=tx)
         await audit.record(actor_id=user.id, action="user.password_reset", entity_type="user",
                            entity_id=user.id, using=tx)
         await outbox.enqueue(EventType.PASSWORD_CHANGED, {"user_id": str(user.id), "email": user.email,
@@ -405,7 +425,8 @@ async def make_admin(*, email: str, actor: User | None = None) -> User:
 
 
 async def set_suspended(*, user_id: UUID, suspended: bool, actor: User, reason: str = "") -> User:
-    """Suspend or reinstate an account. A suspended user's tokens stop working at once."""
+    """Suspend or reinstate an account. A suspended user's tokens stop working at once, and the
+    sockets they authorised are closed."""
     if actor.role != Role.ADMIN:
         raise Forbidden("only staff may suspend accounts")
     async with in_transaction() as tx:
@@ -416,6 +437,8 @@ async def set_suspended(*, user_id: UUID, suspended: bool, actor: User, reason: 
             return user
         user.suspended_at = utcnow() if suspended else None
         await user.save(update_fields=["suspended_at", "updated_at"], using_db=tx)
+        if suspended:
+            await _revoke(user.id, reason="suspended", delete=False, using=tx)
         await audit.record(actor_id=actor.id, action="user.suspended" if suspended else "user.reinstated",
                            entity_type="user", entity_id=user.id,
                            before={"suspended": not suspended}, after={"suspended": suspended, "reason": reason},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -15,7 +16,9 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from nats.aio.client import Client
 
+from core.events import dead_letter_stream, jobs_stream
 from core.settings import Settings, get_settings
 from tests.fakes.oauth import OAuthFake
 from tests.fakes.stripe import StripeFake
@@ -148,6 +151,33 @@ async def db(services: dict[str, str], settings: Settings) -> AsyncIterator[None
     await open_database(settings)
     yield
     await close_database()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def jetstream(services: dict[str, str], settings: Settings) -> AsyncIterator[None]:
+    """The session's JetStream streams (jobs and dead letters), deleted at the end so the shared
+    server keeps nothing of ours."""
+    from jobs.runner import connect_nats
+    from jobs.streams import ensure_streams
+
+    nc = await connect_nats(settings, name="spotless-test-streams")
+    await ensure_streams(nc.jetstream(), settings)
+    yield
+    js = nc.jetstream()
+    for stream in (jobs_stream(settings.jetstream_prefix), dead_letter_stream(settings.jetstream_prefix)):
+        with contextlib.suppress(Exception):
+            await js.delete_stream(stream)
+    await nc.close()
+
+
+@pytest_asyncio.fixture
+async def nc(jetstream: None, db: None, settings: Settings) -> AsyncIterator[Client]:
+    """A NATS connection of the test's own, with the session's streams in place."""
+    from jobs.runner import connect_nats
+
+    client = await connect_nats(settings, name="spotless-test-jobs")
+    yield client
+    await client.close()
 
 
 @pytest.fixture(scope="session")

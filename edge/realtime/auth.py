@@ -2,7 +2,9 @@
 channel for the signed-in user, as Laravel's broadcasting auth route does for pusher-js.
 
 Accepts form fields (what pusher-js sends) or JSON: socket_id, channel_name, optionally app_id
-(default: the first configured app). Who may join is decided by core.channels alone.
+(default: the first configured app). Who may join is decided by core.channels alone. The worker
+holding the socket is told which token signed it, so that revoking the token closes the socket
+(edge/realtime/hub.py).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from sanic.response import json as json_response
 from sanic_ext import openapi
 
 from core.channels import ChannelKind, Viewer, authorize_channel, booking_id_of, channel_kind
-from core.errors import Invalid, NotFound
+from core.errors import Invalid, NotFound, Unavailable
 from core.realtime import RealtimeApp
 from edge.auth import authenticated, current_session
+from edge.realtime import errors as ws_errors
 from edge.realtime.signing import channel_auth
 from edge.responses import ChannelAuth
 from edge.responses import json_response as documented_json
@@ -63,11 +66,16 @@ async def authorize(request: Request) -> HTTPResponse:
     if not isinstance(channel, str):
         raise Invalid("is required", field="channel_name")
     app = _app(request, fields.get("app_id"))
-    user = current_session(request).user
+    session = current_session(request)
+    user = session.user
     viewer = Viewer(str(user.id), str(user.role))
     booking_id = booking_id_of(channel)
     booking = await load_booking_parties(booking_id) if booking_id else None
     authorize_channel(channel, viewer=viewer, booking=booking)
+    try:  # the socket's worker learns whose token this was, to close it if the token is revoked
+        await request.app.ctx.realtime.hub.grant(socket_id, session.token.id)
+    except ws_errors.Unavailable:
+        raise Unavailable(dependency="nats") from None
     if channel_kind(channel) is ChannelKind.PRESENCE:
         channel_data = json.dumps({"user_id": viewer.user_id,
                                    "user_info": {"name": user.name, "role": viewer.role}})

@@ -29,6 +29,7 @@ from edge.realtime.errors import (
     OverSubscriptionCapacity,
     PongNotReceived,
     PusherError,
+    Revoked,
     Unauthorized,
 )
 from edge.realtime.frames import text_frame, write_now
@@ -39,7 +40,6 @@ from edge.realtime.protocol import (
     data_object,
     encode,
     error_frame,
-    new_socket_id,
     parse_frame,
     presence_data,
 )
@@ -90,7 +90,8 @@ class Connection:
         self.hub = hub
         self.presence = presence
         self.settings = settings
-        self.socket_id = new_socket_id()
+        self.socket_id = hub.new_socket_id()
+        self.grants: set[int] = set()  # the tokens that authorised its channels (Hub.grant)
         self.channels: dict[str, Member | None] = {}
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=SEND_QUEUE_LIMIT)
         self.bucket = TokenBucket(app.client_events_per_s)
@@ -139,6 +140,13 @@ class Connection:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await writer
             await self.leave_all()
+
+    def revoke(self, reason: str) -> None:
+        """A token that authorised this socket was revoked: say so and close with 4009, after
+        which the socket leaves its channels as any closed socket does (`run`)."""
+        if not self.closing:
+            self.closing = True
+            asyncio.get_running_loop().create_task(report(self.ws, Revoked(reason)))
 
     def check_activity(self, now: float) -> None:
         """Called by the worker's sweeper (`watch_activity`): ping a socket that has been quiet

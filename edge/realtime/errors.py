@@ -42,6 +42,18 @@ class Unauthorized(PusherError):
     message = "Connection is unauthorized"
 
 
+class Revoked(Unauthorized):
+    """The token that authorised the socket's channels no longer works; the client must not
+    reconnect with it."""
+
+    close = True
+    REASONS = {"suspended": "the account is suspended", "password_reset": "the password was reset",
+               "signed_out": "the session was signed out"}
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"Connection is unauthorized: {self.REASONS.get(reason, 'access was revoked')}")
+
+
 class OverConnectionCapacity(PusherError):
     code = 4100
     message = "Over capacity; reconnect later"

@@ -4,20 +4,32 @@ The worker subscribes to `rt.<channel>` only while at least one of its own socke
 channel (subscribe on the first, unsubscribe after the last) and forwards each message to those
 sockets, skipping the socket that sent it. Publishing goes through NATS even for local
 receivers, so every worker, this one included, delivers the same way and in the same order.
+
+Revoked access closes sockets. The Pusher protocol's sockets are anonymous: a user's token only
+shows at the auth endpoint, which may run on another worker. So a socket id starts with its
+worker's number, and the auth endpoint tells that worker (`sys.sockets.<worker>.granted`) which
+token authorised the socket. When tokens are revoked (suspension, password reset, sign-out),
+the realtime job publishes their ids on `sys.sockets.revoked` and every worker closes, with
+4009, each socket one of them authorised, which leaves its presence channels as a close does.
+A worker remembers revocations for `REVOCATION_MEMORY_S`, so a grant that arrives after the
+revocation it predates (the two travel different ways) still closes its socket.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections import defaultdict
+import secrets
+import time
+from collections import defaultdict, deque
 from typing import Any, Protocol
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from core.events import realtime_subject
+from core.events import SOCKETS_REVOKED_SUBJECT, realtime_subject, socket_grant_subject
 from core.realtime import fanout_message
 from edge.realtime.errors import Unavailable
 from edge.realtime.frames import text_frame
@@ -25,6 +37,12 @@ from edge.realtime.protocol import encode
 from storage.bus import Bus
 
 log = logging.getLogger("spotless.realtime")
+
+REVOCATION_MEMORY_S = 120.0  # how long a worker holds a revocation for grants that arrive after it
+# A grant heard after a revocation of its token closes its socket if it was made before the
+# revocation, give or take this much for the clocks of two machines; one made later (the
+# account was reinstated meanwhile) stands.
+GRANT_CLOCK_SLACK_S = 5.0
 
 
 class Receiver(Protocol):
@@ -34,13 +52,108 @@ class Receiver(Protocol):
     def deliver(self, text: str, frame: bytes | None = None) -> None: ...
 
 
+class Socket(Receiver, Protocol):
+    """An open connection as the registry sees it: a receiver that can be granted and revoked."""
+
+    grants: set[int]  # ids of the tokens that authorised its channels
+
+    def revoke(self, reason: str) -> None: ...
+
+
 class Hub:
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
+        self.worker = str(secrets.randbelow(10**9) + 1)  # the first part of this worker's socket ids
         self.sockets: dict[str, dict[str, Receiver]] = {}  # channel -> socket id -> receiver
         self.subscriptions: dict[str, Subscription] = {}
         self.locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.connections: dict[str, set[Any]] = defaultdict(set)  # app id -> open connections
+        self.by_id: dict[str, Socket] = {}  # socket id -> open connection
+        self.revocations: deque[tuple[float, frozenset[int], float, str]] = deque()  # (heard, ids, at, reason)
+        self._listening: asyncio.Task[None] | None = None
+
+    # --- the sockets of this worker, and revoked access ---
+
+    def new_socket_id(self) -> str:
+        return f"{self.worker}.{secrets.randbelow(10**9) + 1}"
+
+    def register(self, app_id: str, connection: Socket) -> None:
+        self.connections[app_id].add(connection)
+        self.by_id[connection.socket_id] = connection
+
+    def unregister(self, app_id: str, connection: Socket) -> None:
+        self.connections[app_id].discard(connection)
+        if self.by_id.get(connection.socket_id) is connection:
+            del self.by_id[connection.socket_id]
+
+    def start(self) -> None:
+        """Listen for grants to this worker's sockets and for revocations (in the background:
+        NATS may be down when the worker starts; nats-py keeps subscriptions over reconnects)."""
+        self._listening = asyncio.get_running_loop().create_task(self._listen())
+
+    async def _listen(self) -> None:
+        while not await self.bus.wait_connected(5.0):
+            pass
+        client = self.bus.client
+        assert client is not None
+        await client.subscribe(socket_grant_subject(self.worker), cb=self._granted)
+        await client.subscribe(SOCKETS_REVOKED_SUBJECT, cb=self._revoked)
+
+    async def stop(self) -> None:
+        if self._listening is not None:
+            self._listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listening
+
+    async def grant(self, socket_id: str, token_id: int) -> None:
+        """Record that `token_id` authorised a channel for `socket_id`, on whichever worker
+        holds that socket. Raises Unavailable when that worker cannot be told."""
+        at = time.time()
+        worker = socket_id.partition(".")[0]
+        if worker == self.worker:
+            self._grant(socket_id, token_id, at)
+            return
+        await self._client().publish(socket_grant_subject(worker), json.dumps(
+            {"socket_id": socket_id, "token_id": token_id, "at": at}).encode())
+
+    def _grant(self, socket_id: str, token_id: int, at: float) -> None:
+        socket = self.by_id.get(socket_id)
+        if socket is None:
+            return
+        socket.grants.add(token_id)
+        self._forget_old_revocations()
+        for _, ids, revoked_at, reason in self.revocations:
+            if token_id in ids and at <= revoked_at + GRANT_CLOCK_SLACK_S:
+                socket.revoke(reason)
+                return
+
+    async def _granted(self, msg: Msg) -> None:
+        try:
+            note = json.loads(msg.data)
+            self._grant(str(note["socket_id"]), int(note["token_id"]), float(note["at"]))
+        except (ValueError, KeyError, TypeError):
+            log.warning("dropping a malformed socket grant")
+
+    async def _revoked(self, msg: Msg) -> None:
+        try:
+            note = json.loads(msg.data)
+            ids = frozenset(int(t) for t in note["token_ids"])
+            at, reason = float(note.get("at") or time.time()), str(note.get("reason") or "revoked")
+        except (ValueError, KeyError, TypeError):
+            log.warning("dropping a malformed revocation")
+            return
+        self.revocations.append((time.monotonic(), ids, at, reason))
+        self._forget_old_revocations()
+        for socket in list(self.by_id.values()):
+            if not ids.isdisjoint(socket.grants):
+                socket.revoke(reason)
+
+    def _forget_old_revocations(self) -> None:
+        now = time.monotonic()
+        while self.revocations and now - self.revocations[0][0] > REVOCATION_MEMORY_S:
+            self.revocations.popleft()
+
+    # --- channels ---
 
     def _client(self) -> Any:
         if not self.bus.connected:

@@ -7,7 +7,6 @@ string (pusher-js and the other clients decode it); clients may send an object o
 from __future__ import annotations
 
 import json
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,10 +21,6 @@ class Frame:
     event: str
     channel: str | None
     data: Any
-
-
-def new_socket_id() -> str:
-    return f"{secrets.randbelow(10**9) + 1}.{secrets.randbelow(10**9) + 1}"
 
 
 def check_protocol(raw: str | None) -> int:

@@ -65,13 +65,13 @@ async def socket(request: Request, ws: WebsocketImplProtocol, key: str) -> None:
                             cleaner_presence=request.app.ctx.presence,
                             # Chat shards publish as the platform's own (first) app: sends too.
                             chat=router_of(request) if app is state.apps[0] else None)
-    state.hub.connections[app.id].add(connection)
+    state.hub.register(app.id, connection)
     try:
         await connection.run()
     except ConnectionClosed:
         pass  # the client went away; run() has already left its channels
     finally:
-        state.hub.connections[app.id].discard(connection)
+        state.hub.unregister(app.id, connection)
 
 
 def install(app: Sanic) -> None:
@@ -91,6 +91,7 @@ def install(app: Sanic) -> None:
     async def start_realtime(app: Sanic) -> None:
         bus: Bus = app.ctx.bus
         app.ctx.realtime = RealtimeState(apps, Hub(bus), PresenceRegistry(settings))
+        app.ctx.realtime.hub.start()
         app.ctx.realtime.presence.start()
         app.ctx.realtime_sweeper = asyncio.get_running_loop().create_task(
             watch_activity(app.ctx.realtime.hub.connections, settings))
@@ -106,4 +107,5 @@ def install(app: Sanic) -> None:
             with contextlib.suppress(Exception):
                 await connection.ws.close(4200, "Server restarting; reconnect")
         await asyncio.sleep(0)
+        await state.hub.stop()
         await state.presence.stop()

@@ -22,7 +22,6 @@ from storage import supply
 from storage.models import AuditLog, BookingEvidence, User
 from tests.edge.test_bookings import bookable, booking_body
 from tests.edge.test_supply import assert_problem, make_staff
-from tests.jobs.conftest import jetstream  # noqa: F401  (a fixture: the session's streams)
 from tests.jobs.test_images import photo, png_header_only
 from tests.storage.test_bookings import tomorrow_at
 

@@ -13,7 +13,6 @@ from tests.core.test_supply import image_bytes, png_bomb
 from tests.edge.test_evidence import nats_client, run_images  # noqa: F401  (a fixture, and a helper)
 from tests.edge.test_search import search, somewhere, square
 from tests.edge.test_supply import assert_problem
-from tests.jobs.conftest import jetstream  # noqa: F401  (a fixture: the session's streams)
 from tests.jobs.test_images import photo, png_header_only
 from tests.storage.test_bookings import make_bookable
 

@@ -38,7 +38,6 @@ from tests.edge.test_evidence import nats_client, run_images  # noqa: F401  (a f
 from tests.edge.test_payments import WEBHOOK_SECRET, paid_edge  # noqa: F401  (a fixture)
 from tests.edge.test_search import somewhere, square
 from tests.fakes.stripe import StripeFake, event, signed
-from tests.jobs.conftest import jetstream  # noqa: F401  (a fixture: the session's streams)
 from tests.jobs.test_images import photo
 from tests.mailbox import messages_to, token_in
 from tests.stack import EdgeProcess

@@ -1,8 +1,6 @@
-"""Fixtures for job tests: a NATS connection with the session's streams, fakes, and a way to run
-the relay and a worker in the background for the length of a test.
-
-The session's JetStream names come from SPOTLESS_JETSTREAM_PREFIX (random per session, set in
-tests/conftest.py), because the NATS server may be shared with other test runs.
+"""Fixtures for job tests: fakes, and a way to run the relay and a worker in the background for
+the length of a test. The NATS connection with the session's streams (`nc`, `jetstream`) is in
+tests/conftest.py, since realtime and edge tests run jobs too.
 """
 
 from __future__ import annotations
@@ -15,37 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from nats.aio.client import Client
 
-from core.events import dead_letter_stream, jobs_stream
 from core.settings import Settings
 from jobs.relay import run_relay
-from jobs.runner import connect_nats
-from jobs.streams import ensure_streams
 from jobs.worker import Worker, WorkerKind
 from tests.fakes.fcm import FcmFake
 from tests.fakes.smtp import SmtpFake
-
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def jetstream(services: dict[str, str], settings: Settings) -> AsyncIterator[None]:
-    """The session's streams, deleted at the end so the shared server keeps nothing of ours."""
-    nc = await connect_nats(settings, name="spotless-test-streams")
-    await ensure_streams(nc.jetstream(), settings)
-    yield
-    js = nc.jetstream()
-    for stream in (jobs_stream(settings.jetstream_prefix), dead_letter_stream(settings.jetstream_prefix)):
-        with contextlib.suppress(Exception):
-            await js.delete_stream(stream)
-    await nc.close()
-
-
-@pytest_asyncio.fixture
-async def nc(jetstream: None, db: None, settings: Settings) -> AsyncIterator[Client]:
-    client = await connect_nats(settings, name="spotless-test-jobs")
-    yield client
-    await client.close()
 
 
 @pytest.fixture

@@ -31,7 +31,6 @@ from storage.models import AuditLog, ChatAttachment, OutboxEvent
 from tests.core.test_supply import pdf_bytes, png_bomb
 from tests.edge.test_evidence import run_images
 from tests.edge.test_supply import make_staff
-from tests.jobs.conftest import jetstream  # noqa: F401  (a fixture: the session's streams)
 from tests.jobs.test_images import photo
 from tests.realtime.conftest import REALTIME_ENV, auth_for, unique
 

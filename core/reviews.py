@@ -8,6 +8,7 @@ storage/reviews.py applies these; nothing else decides them.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from enum import StrEnum
 
 from core.bookings import BookingState, Party, check_text
@@ -20,6 +21,11 @@ class ReviewError(StrEnum):
     NOT_COMPLETED = "booking_not_completed"
     ALREADY_REVIEWED = "already_reviewed"
     ALREADY_REPLIED = "already_replied"
+
+
+def shown_average(average: Decimal, count: int) -> float | None:
+    """A rating average as the API answers it: a number, or None while no visible review counts."""
+    return float(average) if count else None
 
 
 def check_rating(raw: object) -> int:

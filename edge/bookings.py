@@ -66,7 +66,7 @@ def _parse_start(raw: str) -> datetime:
 def quote_json(quote: Quote) -> dict[str, Any]:
     """The lines a client sees before booking (the same ones a booking shows them)."""
     currency = quote.currency
-    return {"hours": str(quote.hours), "hourly_rate": money(quote.hourly_rate_minor, currency),
+    return {"hours": float(quote.hours), "hourly_rate": money(quote.hourly_rate_minor, currency),
             "subtotal": money(quote.subtotal_minor, currency), "tax": money(quote.tax_minor, currency),
             "total": money(quote.amount_minor, currency)}
 
@@ -79,9 +79,9 @@ def price_json(booking: Booking, party: Party) -> dict[str, Any]:
     lines: dict[str, Any] = {
         "hourly_rate": money(booking.hourly_rate_minor, c), "subtotal": money(booking.subtotal_minor, c),
         "tax": money(booking.tax_minor, c), "total": money(booking.amount_minor, c),
-        "quoted": {"hours": str(booking.quoted_hours), "subtotal": money(booking.quoted_subtotal_minor, c),
+        "quoted": {"hours": float(booking.quoted_hours), "subtotal": money(booking.quoted_subtotal_minor, c),
                    "tax": money(booking.quoted_tax_minor, c), "total": money(booking.quoted_amount_minor, c)},
-        "final": {"hours": str(booking.hours), "subtotal": money(booking.subtotal_minor, c),
+        "final": {"hours": float(booking.hours), "subtotal": money(booking.subtotal_minor, c),
                   "tax": money(booking.tax_minor, c), "total": money(booking.amount_minor, c)}
         if booking.completed_at is not None else None}
     if party != Party.CLIENT:
@@ -101,7 +101,7 @@ def booking_json(booking: Booking, party: Party, timeline: list[BookingTransitio
     body: dict[str, Any] = {
         "id": str(booking.id), "state": booking.state, "client_id": str(booking.client_id),
         "cleaner_id": str(booking.cleaner_id), "service": booking.service_id,
-        "start": booking.starts_at.isoformat(), "end": booking.ends_at.isoformat(), "hours": str(booking.hours),
+        "start": booking.starts_at.isoformat(), "end": booking.ends_at.isoformat(), "hours": float(booking.hours),
         "price": price_json(booking, party),
         "address": booking.address, "city": booking.city, "location": ({"lat": booking.lat, "lng": booking.lng}
                                                  if booking.lat is not None else None),
@@ -109,10 +109,10 @@ def booking_json(booking: Booking, party: Party, timeline: list[BookingTransitio
         "payment": {"status": booking.payment_status, "captured": money(booking.captured_minor, c),
                     "refunded": money(booking.refunded_minor, c), "held": money(booking.held_minor, c),
                     "shortfall": money(booking.capture_shortfall_minor, c)},
+        "cancellation": {"by": booking.cancelled_by, "reason": booking.cancel_reason,
+                         "late": booking.late_cancellation, "fee": money(booking.cancellation_fee_minor, c)}
+        if booking.state == "cancelled" else None,
     }
-    if booking.state == "cancelled":
-        body["cancellation"] = {"by": booking.cancelled_by, "reason": booking.cancel_reason,
-                                "late": booking.late_cancellation, "fee": money(booking.cancellation_fee_minor, c)}
     if party in (Party.CLEANER, Party.ADMIN):
         body["navigation"] = navigation_links(lat=booking.lat, lng=booking.lng, address=booking.address)
     if timeline is not None:

@@ -38,11 +38,11 @@ async def setup_intent(request: Request) -> HTTPResponse:
 
 @bp.post("/cleaner/payouts/onboarding")
 @openapi.definition(summary="A one-time Stripe link where a cleaner sets up payouts", tag="payments")
-@openapi.response(200, json_response(OnboardingAnswer), "the onboarding link")
+@openapi.response(201, json_response(OnboardingAnswer), "a new onboarding link")
 @authenticated(Role.CLEANER)
 async def payout_onboarding(request: Request) -> HTTPResponse:
     link = await payments.start_onboarding(actor=current_session(request).user, settings=settings_of(request))
-    return json({"onboarding": link})
+    return json({"onboarding": link}, status=201)
 
 
 class RefundBody(Body):

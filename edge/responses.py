@@ -158,7 +158,7 @@ class Verification(Shape):
 
 
 class Rating(Shape):
-    average: float
+    average: float | None = Field(description="null while no visible review counts")
     count: int
 
 
@@ -269,13 +269,13 @@ class Heartbeat(Shape):
 class WindowPrice(Shape):
     amount_minor: int
     currency: str
-    hours: str
+    hours: float = Field(description="a multiple of 0.25")
 
 
 class SearchResult(Shape):
     cleaner_id: str
     name: str
-    rating_avg: str
+    rating_avg: float | None = Field(description="null while no visible review counts")
     rating_count: int
     distance_m: int
     hourly_rate_minor: int | None
@@ -301,7 +301,7 @@ class NotificationPreferences(Shape):
 
 
 class Quote(Shape):
-    hours: str
+    hours: float = Field(description="a multiple of 0.25")
     hourly_rate: Money
     subtotal: Money
     tax: Money
@@ -313,7 +313,7 @@ class QuoteAnswer(Shape):
 
 
 class PriceLines(Shape):
-    hours: str
+    hours: float = Field(description="a multiple of 0.25")
     subtotal: Money
     tax: Money
     total: Money
@@ -369,7 +369,7 @@ class Booking(Shape):
     service: str
     start: str
     end: str
-    hours: str
+    hours: float = Field(description="a multiple of 0.25")
     price: Price
     address: str
     city: str | None
@@ -385,7 +385,7 @@ class Booking(Shape):
     cancelled_at: str | None
     disputed_at: str | None
     payment: Payment
-    cancellation: Cancellation = present_when("cancelled bookings only")
+    cancellation: Cancellation | None = Field(description="null unless the booking was cancelled")
     navigation: Navigation = present_when("the cleaner and staff only")
     timeline: list[TimelineStep] = present_when("reading one booking only")
 
@@ -498,7 +498,8 @@ class Message(Shape):
     id: int
     conversation_id: str
     seq: int
-    sender_id: str
+    sender_id: str = Field(description="the author's user id; never null: an account that has sent messages "
+                                       "cannot be deleted (staff suspend it), so every message keeps its author")
     client_msg_id: str
     body: str
     attachment: Attachment | None
@@ -542,7 +543,7 @@ class SetupIntentAnswer(Shape):
 
 class OnboardingLink(Shape):
     url: str
-    expires_at: int = Field(description="Unix time")
+    expires_at: str
     charges_enabled: bool
 
 

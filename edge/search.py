@@ -22,6 +22,7 @@ from sanic_ext import openapi
 from core.availability import is_free
 from core.errors import Invalid
 from core.pagination import decode_cursor, encode_cursor, parse_limit
+from core.reviews import shown_average
 from core.search import RankKey, page_after, parse_hours, ranking_rating, window_price_minor
 from core.settings import Settings
 from edge.auth import authenticated
@@ -101,9 +102,9 @@ async def search_cleaners(request: Request) -> HTTPResponse:
         price = None
         if service is not None and hours is not None and c.hourly_rate_minor is not None:
             price = {"amount_minor": window_price_minor(c.hourly_rate_minor, hours),
-                     "currency": c.currency, "hours": str(hours)}
+                     "currency": c.currency, "hours": float(hours)}
         items.append({
-            "cleaner_id": c.cleaner_id, "name": c.name, "rating_avg": str(c.rating_avg),
+            "cleaner_id": c.cleaner_id, "name": c.name, "rating_avg": shown_average(c.rating_avg, c.rating_count),
             "rating_count": c.rating_count, "distance_m": round(distance[c.cleaner_id]),
             "hourly_rate_minor": c.hourly_rate_minor, "currency": c.currency,
             "price": price, "online": online[c.cleaner_id], "photo": photo_urls(c.cleaner_id, **c.photo),

@@ -16,6 +16,7 @@ from core.accounts import Role
 from core.availability import MAX_EXCEPTIONS, MAX_WEEKLY_INTERVALS, DatedException, WeeklyInterval
 from core.errors import Invalid
 from core.pagination import parse_limit
+from core.reviews import shown_average
 from core.supply import EXTENSIONS, OfferedService, UnsupportedUpload, UploadTooLarge
 from edge.accounts import settings_of
 from edge.auth import authenticated, current_session
@@ -145,7 +146,7 @@ def profile_json(view: supply.Profile) -> dict[str, Any]:
         "services": [{"service_id": s.id, "name": s.name, "hourly_rate": money(rate, profile.currency)}
                      for s, rate in view.services],
         "verification": verification_json(profile),
-        "rating": {"average": float(profile.rating_avg), "count": profile.rating_count},
+        "rating": {"average": shown_average(profile.rating_avg, profile.rating_count), "count": profile.rating_count},
     }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -139,7 +139,8 @@ async def start_onboarding(*, actor: User, settings: Settings) -> dict[str, Any]
              "return_url": settings.stripe_onboarding_return_url}, _opts("account-link", new_id()))
     except stripe.StripeError as exc:
         raise _unavailable(exc) from None
-    return {"url": link.url, "expires_at": link.expires_at, "charges_enabled": account.charges_enabled}
+    return {"url": link.url, "expires_at": datetime.fromtimestamp(link.expires_at, UTC).isoformat(),
+            "charges_enabled": account.charges_enabled}
 
 
 async def require_payable(booking: Booking) -> None:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from core.bookings import Party
 from core.errors import Conflict, Forbidden, Invalid
-from core.reviews import check_may_reply, check_may_review, check_rating, check_review_text
+from core.reviews import (
+    check_may_reply,
+    check_may_review,
+    check_rating,
+    check_review_text,
+    shown_average,
+)
 
 
 @pytest.mark.parametrize("raw", [1, 3, 5])
@@ -49,3 +57,8 @@ def test_only_the_cleaner_replies_once():
         check_may_reply(party=Party.CLIENT, already_replied=False)
     with pytest.raises(Conflict):
         check_may_reply(party=Party.CLEANER, already_replied=True)
+
+
+def test_an_average_is_answered_as_a_number_and_as_null_before_any_review():
+    assert shown_average(Decimal("4.90"), 100) == 4.9 and isinstance(shown_average(Decimal("5.00"), 1), float)
+    assert shown_average(Decimal("0.00"), 0) is None

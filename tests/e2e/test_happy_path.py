@@ -137,7 +137,7 @@ def test_a_client_books_a_verified_cleaner_who_proves_the_work_and_gets_paid(
     assert ok(http.get("/api/v1/cleaner/profile", headers=cleaner.auth))["profile"]["verification"][
         "status"] == "approved"
     # payout onboarding: Stripe sends the cleaner through its hosted form, then tells us by webhook
-    link = ok(http.post("/api/v1/cleaner/payouts/onboarding", headers=cleaner.auth))
+    link = ok(http.post("/api/v1/cleaner/payouts/onboarding", headers=cleaner.auth), 201)
     assert link["onboarding"]["url"].startswith("https://connect.stripe.com/")
     account_id = next(o["id"] for o in stripe_fake.objects.values()
                       if o.get("object") == "account" and o.get("metadata", {}).get("cleaner_id") == cleaner.id)

@@ -36,12 +36,16 @@ async def test_a_client_books_and_the_cleaner_takes_it_from_accept_to_complete(a
                      json={"cleaner_id": cleaner.id, "service": "standard", "hours": "2.5"})
     assert quote.status_code == 200, quote.text
     assert quote.json()["quote"]["total"] == {"amount_minor": 6000, "currency": "GBP"}
+    assert quote.json()["quote"]["hours"] == 2.5  # a JSON number, as it was sent
     made = api.post("/api/v1/bookings", headers=client.auth, json=booking_body(cleaner, tomorrow_at(9), hours=2.5))
     # then it is requested at the quoted price; the client does not see the cleaner's take
     assert made.status_code == 201, made.text
     booking = made.json()["booking"]
     assert booking["state"] == "requested" and booking["price"]["total"]["amount_minor"] == 6000
     assert "cleaner_payout" not in booking["price"] and "navigation" not in booking
+    # and what has not happened yet is null, not left out: hours are numbers
+    assert (booking["cancellation"], booking["price"]["final"], booking["accepted_at"]) == (None, None, None)
+    assert (booking["hours"], booking["price"]["quoted"]["hours"]) == (2.5, 2.5)
     # and the cleaner sees where to go, with links their maps app opens
     seen = api.get(f"/api/v1/bookings/{booking['id']}", headers=cleaner.auth).json()["booking"]
     assert (seen["address"], seen["city"]) == ("221B Baker Street, London", "London")

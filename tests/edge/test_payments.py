@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -63,7 +63,7 @@ async def payable(pay, stripe_fake, make_account, settings, *, enabled=True):
     """A bookable cleaner who went through payout onboarding (and finished it when `enabled`)."""
     cleaner = await bookable(make_account, settings)
     link = pay.post("/api/v1/cleaner/payouts/onboarding", headers=cleaner.auth)
-    assert link.status_code == 200, link.text
+    assert link.status_code == 201, link.text
     assert link.json()["onboarding"]["url"].startswith("https://connect.stripe.com/")
     account = await PayoutAccount.get(cleaner_id=cleaner.id)
     if enabled:
@@ -86,6 +86,25 @@ async def test_a_client_saves_a_card_through_a_setup_intent(pay, stripe_fake, ma
     assert first.json()["setup_intent"]["customer"] == second.json()["setup_intent"]["customer"]
     customers = [c for c in stripe_fake.calls("/v1/customers") if c[2]["metadata"]["user_id"] == client.id]
     assert len(customers) == 1 and customers[0][3] == f"spotless-customer-{client.id}"
+
+
+async def test_a_cleaner_gets_a_fresh_onboarding_link_that_expires_at_an_iso_time(pay, stripe_fake, make_account):
+    # given a cleaner
+    cleaner = make_account(role="cleaner")
+    # when they ask for a payout onboarding link, twice
+    first = pay.post("/api/v1/cleaner/payouts/onboarding", headers=cleaner.auth)
+    second = pay.post("/api/v1/cleaner/payouts/onboarding", headers=cleaner.auth)
+    # then each is a new link (201 Created, like every POST that makes something), for one account
+    assert (first.status_code, second.status_code) == (201, 201), first.text
+    link = first.json()["onboarding"]
+    assert link["url"].startswith("https://connect.stripe.com/") and link["charges_enabled"] is False
+    again = second.json()["onboarding"]
+    assert again["url"] != link["url"] and again["url"].split("/")[-2] == link["url"].split("/")[-2]
+    # and it expires at an ISO 8601 time with its offset, like every other time in the API, minutes ahead
+    assert isinstance(link["expires_at"], str)
+    expires = datetime.fromisoformat(link["expires_at"])
+    assert expires.utcoffset() == timedelta(0)
+    assert utcnow() < expires < utcnow() + timedelta(hours=1)
 
 
 async def test_a_paid_booking_is_held_then_captured_on_completion(pay, db, stripe_fake, make_account, settings):
@@ -347,10 +366,10 @@ async def test_an_extra_hour_raises_the_hold_then_captures_the_new_total_with_it
         "succeeded", 7200, 7200, 2100)
     # and the booking shows the quote and the final price, paid in full
     shown = done.json()["booking"]
-    assert shown["hours"] == "3.00"
+    assert shown["hours"] == 3.0
     assert shown["price"]["quoted"]["total"]["amount_minor"] == 4800
     assert shown["price"]["final"]["total"]["amount_minor"] == 7200
-    assert shown["price"]["final"]["hours"] == "3.00" and shown["price"]["quoted"]["hours"] == "2.00"
+    assert shown["price"]["final"]["hours"] == 3.0 and shown["price"]["quoted"]["hours"] == 2.0
     assert shown["price"]["platform_fee"]["amount_minor"] == 900
     assert shown["payment"]["status"] == "captured" and shown["payment"]["captured"]["amount_minor"] == 7200
     row = await Booking.get(id=booking.id)

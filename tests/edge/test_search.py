@@ -96,8 +96,8 @@ async def test_search_finds_verified_cleaners_who_serve_the_point_ranked_and_pri
     window = search(api, client, lat=lat, lng=lng, service="standard", start=start.isoformat(), hours="2.5")
     # then only those who offer it come, each with the price for the window
     assert [(i["cleaner_id"], i["price"]) for i in window["data"]] == [
-        (best.id, {"amount_minor": 5375, "currency": "GBP", "hours": "2.5"}),
-        (near.id, {"amount_minor": 5000, "currency": "GBP", "hours": "2.5"})]
+        (best.id, {"amount_minor": 5375, "currency": "GBP", "hours": 2.5}),
+        (near.id, {"amount_minor": 5000, "currency": "GBP", "hours": 2.5})]
 
     # when the window runs past the end of their working day, nobody is free
     late = search(api, client, lat=lat, lng=lng, service="standard", start=next_monday_at(16).isoformat(), hours="3")
@@ -176,6 +176,6 @@ async def test_few_reviews_count_for_little_in_the_ranking(api, db, settings, ma
     await CleanerProfile.filter(user_id=proven.id).update(rating_avg=4.9, rating_count=100)
     # when a client searches there
     found = search(api, make_account(role="client"), lat=lat, lng=lng)["data"]
-    # then the proven cleaner comes first, and both show their real averages and counts
+    # then the proven cleaner comes first, and both show their real averages (JSON numbers) and counts
     assert [(c["cleaner_id"], c["rating_avg"], c["rating_count"]) for c in found] == [
-        (proven.id, "4.90", 100), (lucky.id, "5.00", 1)]
+        (proven.id, 4.9, 100), (lucky.id, 5.0, 1)]

@@ -71,7 +71,7 @@ def test_a_cleaner_gets_a_profile_on_first_visit_and_can_fill_it_in(api, make_ac
     profile = first.json()["profile"]
     assert profile["id"] == cleaner.id and profile["services"] == []
     assert profile["verification"]["status"] == "unsubmitted"
-    assert profile["rating"] == {"average": 0.0, "count": 0}
+    assert profile["rating"] == {"average": None, "count": 0}
     # when they describe themselves and price two services
     response = api.put("/api/v1/cleaner/profile", headers=cleaner.auth, json={
         "bio": "Ten years of spotless kitchens.", "time_zone": "Europe/Dublin", "travel_buffer_minutes": 45,

@@ -131,7 +131,7 @@ def test_logs_are_json_lines_with_request_ids_and_never_carry_secrets(hostile, h
     for password in ("wrong password here", client.password):
         hostile.post("/api/v1/auth/login", json={"email": client.email, "password": password})
     assert hostile.post("/api/v1/payments/setup-intent", headers=client.auth).status_code == 201
-    assert hostile.post("/api/v1/cleaner/payouts/onboarding", headers=cleaner.auth).status_code == 200
+    assert hostile.post("/api/v1/cleaner/payouts/onboarding", headers=cleaner.auth).status_code == 201
     hostile.post("/api/v1/webhooks/stripe", content=b"{}", headers={"Stripe-Signature": "t=1,v1=bad"})
     hostile.post("/api/v1/auth/oauth/facebook", json={"access_token": oauth_fake.facebook_token(
         email=f"fb.{uuid.uuid4().hex[:8]}@example.com"), "role": "client", "device_name": "log test"})

@@ -37,6 +37,7 @@ BROADCAST_EVENTS: dict[str, RealtimeEvent] = {
 
 _REQUIRED = ("booking_id", "state", "client_id", "cleaner_id", "starts_at", "by")
 _OPTIONAL = ("reason", "cancellation_fee_minor", "hours", "amount_minor", "quoted_hours", "quoted_amount_minor")
+_NUMBERS = frozenset({"hours", "quoted_hours"})  # decimal text in the outbox; numbers, as in the REST answers
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,8 @@ def booking_broadcasts(
         "starts_at": payload["starts_at"],
         "at": time_of_event(event_id).isoformat(),
         "event_id": str(event_id),
-        **{key: payload[key] for key in _OPTIONAL if payload.get(key) is not None},
+        **{key: float(payload[key]) if key in _NUMBERS else payload[key]
+           for key in _OPTIONAL if payload.get(key) is not None},
     }
     channels = (
         booking_channel(data["booking_id"]),

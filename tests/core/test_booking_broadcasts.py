@@ -84,7 +84,7 @@ def test_a_completion_carries_the_final_and_the_quoted_price():
                "quoted_hours": "3", "quoted_amount_minor": 7200}
     (first, *_) = booking_broadcasts("booking.completed", payload, event_id=EVENT_ID)
     assert {k: first.data[k] for k in ("hours", "amount_minor", "quoted_hours", "quoted_amount_minor")} == {
-        "hours": "3.5", "amount_minor": 8400, "quoted_hours": "3", "quoted_amount_minor": 7200}
+        "hours": 3.5, "amount_minor": 8400, "quoted_hours": 3.0, "quoted_amount_minor": 7200}
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from tortoise import connections
 
+from core.clock import utcnow
 from core.ids import new_id
 from storage.models import CleanerProfile
 from tests.core.test_supply import pdf_bytes
@@ -20,9 +21,12 @@ async def sql(statement: str, *params: object) -> None:
 
 async def book(client, cleaner, state: str, starts_at: datetime, ends_at: datetime) -> None:
     # The bookings issue brings the booking actions; until then a row is what holds time.
-    await sql("INSERT INTO bookings (id, client_id, cleaner_id, service_id, state, starts_at, ends_at) "
-              "VALUES ($1, $2, $3, 'standard', $4, $5, $6)", new_id(), client.id, cleaner.id, state,
-              starts_at, ends_at)
+    # A cancelled row says by whom, as every real cancellation does: staff lists (and the fuzzer
+    # checking them against the documented shape) read these rows too.
+    cancelled_by, cancelled_at = ("client", utcnow()) if state == "cancelled" else (None, None)
+    await sql("INSERT INTO bookings (id, client_id, cleaner_id, service_id, state, starts_at, ends_at, "
+              "cancelled_by, cancelled_at) VALUES ($1, $2, $3, 'standard', $4, $5, $6, $7, $8)",
+              new_id(), client.id, cleaner.id, state, starts_at, ends_at, cancelled_by, cancelled_at)
 
 
 def square(lat: float, lng: float, half_deg: float = 0.05) -> dict:

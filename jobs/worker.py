@@ -79,7 +79,8 @@ class Worker:
                 durable=durable, stream=jobs_stream(self.settings.jetstream_prefix)))
 
     async def run(self, stop: asyncio.Event, *, until_idle_s: float | None = None) -> None:
-        """Take jobs until `stop` is set (or, with `until_idle_s`, until none came for that long)."""
+        """Take jobs until `stop` is set (or, with `until_idle_s`, until none came for that long and
+        none is waiting to be delivered)."""
         if not self._subs:
             await self.start()
         try:
@@ -99,7 +100,7 @@ class Worker:
             try:
                 messages = await sub.fetch(room, timeout=until_idle_s or 1.0)
             except (TimeoutError, NatsTimeoutError):
-                if until_idle_s is not None and not self._inflight:
+                if until_idle_s is not None and not self._inflight and not await _undelivered(sub):
                     return
                 continue
             except Exception as exc:  # NATS away: wait for the client to reconnect
@@ -192,3 +193,13 @@ class Worker:
                                "Spotless-Deliveries": str(deliveries)},
         )
         await msg.term()
+
+
+async def _undelivered(sub: JetStreamContext.PullSubscription) -> bool:
+    """Whether the stream holds jobs for `sub` not yet delivered: a worker run `until_idle_s`
+    is not idle while a job is on its way (delivery can take longer than the idle time on a
+    loaded machine). Redeliveries waiting out their back-off do not count."""
+    try:
+        return ((await sub.consumer_info()).num_pending or 0) > 0
+    except Exception:  # NATS away: nothing to say; idle as before
+        return False

@@ -241,7 +241,8 @@ async def _revoke(user_id: UUID, *, reason: str, using: Any, token_id: int | Non
     query = PersonalAccessToken.filter(user_id=user_id).using_db(using)
     if token_id is not None:
         query = query.filter(id=token_id)
-    ids: list[int] = list(await query.values_list("id", flat=True))
+    found: list[Any] = await query.values_list("id", flat=True)
+    ids = [int(i) for i in found]
     if delete and ids:
         await PersonalAccessToken.filter(id__in=ids).using_db(using).delete()
     if ids:

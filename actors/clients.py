@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
 
-from actors.layout import MOVED, SHARD_GONE, Layouts, ShardSet
+from actors.layout import MOVED, SHARD_GONE, Layouts, ShardSet, call_owner
 from actors.presence import presence_shard
 from actors.spatial import spatial_shard, unpack_found, uuid_text
 from core.batching import Coalescer
@@ -42,7 +42,8 @@ class SpatialClient:
     @property
     def shards(self) -> list[Any]:
         """The shards of the layout last seen, in shard order."""
-        return self.sets.of(self.layouts.last_seen(self.kind, self.prefix).shard_count)
+        layout = self.layouts.last_seen(self.kind, self.prefix)
+        return self.sets.of(layout.shard_count, layout.epoch)
 
     def _send(self, slot: int, method: str, items: list[Any]) -> Any:
         if method == "find":
@@ -81,7 +82,8 @@ class SpatialClient:
         gone_since: float | None = None
         while True:
             try:
-                await self._apply_to(change, layout.shard_count)
+                await self._apply_to(change, layout.shard_count, dict(enumerate(self.sets.of(
+                    layout.shard_count, layout.epoch))))
                 break
             except SHARD_GONE:
                 gone_since = gone_since or time.monotonic()
@@ -93,14 +95,13 @@ class SpatialClient:
             except SHARD_GONE:
                 pass  # the old set is gone already: nobody searches there any more
 
-    async def _apply_to(self, change: Any, count: int, shards: dict[int, Any] | None = None) -> None:
+    async def _apply_to(self, change: Any, count: int, to: dict[int, Any]) -> None:
         def owners(bbox: tuple[float, float, float, float] | None) -> set[int]:
             if bbox is None:
                 return set()
             owned = shards_of_box(*bbox, cell_deg=self.settings.spatial_cell_deg, shard_count=count)[0]
             return {int(i) for i in owned.nonzero()[0]}
 
-        to = shards if shards is not None else dict(enumerate(self.sets.of(count)))
         new = owners(change.bbox) if change.geojson is not None else set()
         gone = (owners(change.bbox) | owners(change.previous_bbox)) - new
         calls = [to[i].apply.remote([(change.cleaner_id, change.version, change.geojson)]) for i in new if i in to]
@@ -123,7 +124,8 @@ class PresenceClient:
     @property
     def shards(self) -> list[Any]:
         """The shards of the layout last seen, in shard order."""
-        return self.sets.of(self.layouts.last_seen(self.kind, self.prefix).shard_count)
+        layout = self.layouts.last_seen(self.kind, self.prefix)
+        return self.sets.of(layout.shard_count, layout.epoch)
 
     def _send(self, slot: int, method: str, items: list[Any]) -> Any:
         actor = self.sets[slot]
@@ -146,23 +148,13 @@ class PresenceClient:
         return dict(zip(cleaner_ids, flags, strict=True))
 
 
-async def _call_owner(layouts: Layouts, kind: str, prefix: str, sets: ShardSet, coalescer: Coalescer,
-                      owner: Callable[[int], int], method: str, item: Any) -> Any:
-    """Call the shard that owns `item` under the layout; when it answers "moved" (retired) or is
-    gone (killed after a rebalance), wait for the newer layout and call the new owner."""
-    layout = await layouts.get(kind, prefix)
-    gone_since: float | None = None
-    while True:
-        slot = sets.slot(owner(layout.shard_count), layout.shard_count)
-        try:
-            result = await coalescer.call(slot, method, item)
-        except SHARD_GONE:
-            gone_since = gone_since or time.monotonic()
-            layout = await layouts.after(kind, prefix, layout.epoch, gone_since=gone_since)
-            continue
-        if not (isinstance(result, str) and result == MOVED):
-            return result
-        layout = await layouts.after(kind, prefix, layout.epoch)
+def _call_owner(layouts: Layouts, kind: str, prefix: str, sets: ShardSet, coalescer: Coalescer,
+                owner: Callable[[int], int], method: str, item: Any) -> Awaitable[Any]:
+    """Call the shard that owns `item` under the layout, through its coalescing queue (moved
+    and gone owners are handled by `call_owner`)."""
+    return call_owner(layouts, kind, prefix,
+                      lambda layout: coalescer.call(sets.slot(owner(layout.shard_count), layout.shard_count,
+                                                              layout.epoch), method, item))
 
 
 async def _each(ref: Any, n: int) -> list[Any]:

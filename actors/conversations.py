@@ -29,7 +29,7 @@ import ray
 from tortoise.exceptions import IntegrityError
 
 from actors.layout import MOVED, SHARD_GONE, Layouts, ShardSet
-from actors.presence_channels import users_watching
+from actors.presence_channels import PresenceChannels
 from actors.runtime import shard_name, shard_options
 from actors.status import process_facts
 from core.batching import Coalescer
@@ -127,6 +127,7 @@ class ConversationShard:
         self.calls = 0  # send() calls and the messages they carried: shows the edge's coalescing
         self.items = 0
         self.background: set[asyncio.Task[None]] = set()  # push withdrawals after a send answered
+        self.presence_channels: PresenceChannels | None = None  # who watches: made on first use
 
     async def _ready(self) -> None:
         if self.bus is not None:
@@ -268,8 +269,9 @@ class ConversationShard:
         """Users with a socket on each conversation's channel (the presence-channel shards know);
         when those cannot answer, nobody: a push too many beats a message nobody hears of."""
         try:
-            channels = await asyncio.wait_for(users_watching(
-                self.settings, self.app_id, [conversation_channel(cid) for cid in conversation_ids]),
+            self.presence_channels = self.presence_channels or PresenceChannels(self.settings)
+            channels = await asyncio.wait_for(self.presence_channels.watching(
+                self.app_id, [conversation_channel(cid) for cid in conversation_ids]),
                 self.settings.chat_push_hold_s / 2)  # the rest of the hold is for withdrawing
         except Exception:  # Ray raises several types while a shard restarts
             log.warning("presence channels did not answer; pushing to every recipient", exc_info=True)
@@ -461,7 +463,8 @@ class ConversationRouter:
     @property
     def shards(self) -> list[Any]:
         """The shards of the layout last seen, in shard order."""
-        return self.sets.of(self.layouts.last_seen(KIND, self.prefix).shard_count)
+        layout = self.layouts.last_seen(KIND, self.prefix)
+        return self.sets.of(layout.shard_count, layout.epoch)
 
     def _call(self, slot: int, method: str, items: list[Any]) -> Any:
         if method == "send":
@@ -488,7 +491,8 @@ class ConversationRouter:
         retried = False
         gone_since: float | None = None
         while True:
-            slot = self.sets.slot(self.shard_of(conversation_id, layout.shard_count), layout.shard_count)
+            slot = self.sets.slot(self.shard_of(conversation_id, layout.shard_count), layout.shard_count,
+                                  layout.epoch)
             try:
                 result = await self.coalescer.call(slot, "send", item)
             except SHARD_GONE:
@@ -513,7 +517,7 @@ class ConversationRouter:
         gone_since: float | None = None
         while True:
             shard = self.sets[self.sets.slot(self.shard_of(conversation_id, layout.shard_count),
-                                             layout.shard_count)]
+                                             layout.shard_count, layout.epoch)]
             try:
                 result = await shard.mark_read.remote(conversation_id, user_id, seq)
             except SHARD_GONE:

@@ -19,7 +19,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,7 +46,15 @@ SHARD_GONE = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError
 def default_count(settings: Settings, kind: str) -> int:
     """The count the settings give a kind: used only when no layout row exists yet."""
     return {"spatial": settings.spatial_shards, "presence": settings.presence_shards,
-            "conversations": settings.conversation_shards}[kind]
+            "conversations": settings.conversation_shards,
+            "presence-channels": settings.presence_channel_shards}[kind]
+
+
+def prefix_of(settings: Settings, kind: str) -> str:
+    """The Ray name prefix of a kind's shards in this deployment (one layout row per prefix)."""
+    return {"spatial": settings.spatial_shard_prefix, "presence": settings.presence_shard_prefix,
+            "conversations": settings.conversation_shard_prefix,
+            "presence-channels": settings.presence_channel_shard_prefix}[kind]
 
 
 class Layouts:
@@ -196,6 +204,25 @@ class Layouts:
                 await self.subscription.unsubscribe()
 
 
+async def call_owner(layouts: Layouts, kind: str, prefix: str, call: Callable[[Layout], Awaitable[Any]]) -> Any:
+    """`call(layout)` asks the owner(s) under that layout; when an owner answers
+    MOVED (retired) or is gone (killed after a rebalance, or restarting), wait for the newer
+    layout (or the restarted shard) and call again. Raises Unavailable after
+    `shard_layout_wait_s`."""
+    layout = await layouts.get(kind, prefix)
+    gone_since: float | None = None
+    while True:
+        try:
+            result = await call(layout)
+        except SHARD_GONE:
+            gone_since = gone_since or time.monotonic()
+            layout = await layouts.after(kind, prefix, layout.epoch, gone_since=gone_since)
+            continue
+        if not (isinstance(result, str) and result == MOVED):
+            return result
+        layout = await layouts.after(kind, prefix, layout.epoch)
+
+
 def layout_note(settings: Settings, layout: Layout) -> bytes:
     """The body of a `LAYOUT_SUBJECT` announcement."""
     return json.dumps({"namespace": settings.ray_namespace, "kind": layout.kind, "prefix": layout.prefix,
@@ -203,27 +230,36 @@ def layout_note(settings: Settings, layout: Layout) -> bytes:
 
 
 class ShardSet:
-    """One kind's actor handles, each (count, shard) under its own slot number for good."""
+    """One kind's actor handles, each (count, shard) under its own slot number for good.
+
+    Callers that pass the epoch of the layout they route by get a fresh handle when the set of
+    that count was made again since (a rebalance away from the count and back: the old actors
+    were killed, new ones carry the names), in the same slot."""
 
     def __init__(self, make: Callable[[int, int], Any]) -> None:
         self.make = make  # make(shard, count) -> the actor handle, created on first use
         self.slots: dict[tuple[int, int], int] = {}
         self.handles: list[Any] = []
+        self.epochs: dict[int, int] = {}  # slot -> the layout epoch its handle was last asked under
 
-    def slot(self, shard: int, count: int) -> int:
+    def slot(self, shard: int, count: int, epoch: int | None = None) -> int:
         key = (count, shard)
         slot = self.slots.get(key)
         if slot is None:
             self.handles.append(self.make(shard, count))
             slot = self.slots[key] = len(self.handles) - 1
+        if epoch is not None and epoch > self.epochs.setdefault(slot, epoch):
+            # Each epoch changes the count, so a later epoch naming this count made it anew.
+            self.handles[slot] = self.make(shard, count)
+            self.epochs[slot] = epoch
         return slot
 
     def __getitem__(self, slot: int) -> Any:
         return self.handles[slot]
 
-    def of(self, count: int) -> list[Any]:
+    def of(self, count: int, epoch: int | None = None) -> list[Any]:
         """Every shard of one count, in shard order."""
-        return [self.handles[self.slot(shard, count)] for shard in range(count)]
+        return [self.handles[self.slot(shard, count, epoch)] for shard in range(count)]
 
     def existing(self, count: int) -> dict[int, Any]:
         """The handles of one count made so far, by shard: never creates an actor (an old

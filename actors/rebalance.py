@@ -3,9 +3,10 @@
 Per kind whose count changes, in this order:
 1. the layout records the count it moves to (`pending_count`), so shards of that count may serve;
    the new shards are created, and spatial ones load their index before any query reaches them;
-2. conversation and presence shards of the old count retire: calls in flight finish
-   (a conversation shard persisted every message it acknowledged; a presence shard writes its
-   cleaners' last_seen to PostgreSQL), later calls answer "moved";
+2. conversation, presence and presence-channel shards of the old count retire: calls in flight
+   finish (a conversation shard persisted every message it acknowledged; a presence shard writes
+   its cleaners' last_seen to PostgreSQL), later calls answer "moved"; the presence-channel
+   registry, live state that is in no table, is handed to the new shards (`hand_over`);
 3. the new count is committed (epoch + 1) and announced on core NATS (`LAYOUT_SUBJECT`); callers
    that got "moved" re-read the layout and retry on the new owner, which loads from PostgreSQL;
 4. after `rebalance_grace_s` the old shards are killed; new spatial shards catch up on area
@@ -27,8 +28,9 @@ from typing import Any
 import ray
 
 from actors.conversations import conversation_shard
-from actors.layout import LAYOUT_SUBJECT, default_count, layout_note
+from actors.layout import LAYOUT_SUBJECT, default_count, layout_note, prefix_of
 from actors.presence import presence_shard
+from actors.presence_channels import hand_over, presence_channel_shard
 from actors.runtime import shard_name
 from actors.spatial import spatial_shard
 from core.settings import Settings
@@ -65,11 +67,6 @@ class KindChange:
                 f"{self.handed_over} handed over")
 
 
-def prefix_of(settings: Settings, kind: str) -> str:
-    return {"spatial": settings.spatial_shard_prefix, "presence": settings.presence_shard_prefix,
-            "conversations": settings.conversation_shard_prefix}[kind]
-
-
 def shard_factory(settings: Settings, kind: str) -> Callable[[int, int], Any]:
     """make(shard, count): the handle of one shard of `kind`, created on first use."""
     prefix = prefix_of(settings, kind)
@@ -77,6 +74,8 @@ def shard_factory(settings: Settings, kind: str) -> Callable[[int, int], Any]:
         return lambda shard, count: spatial_shard(settings, shard, count=count, prefix=prefix)
     if kind == "presence":
         return lambda shard, count: presence_shard(settings, shard, count=count, prefix=prefix)
+    if kind == "presence-channels":
+        return lambda shard, count: presence_channel_shard(settings, shard, count=count, prefix=prefix)
     return lambda shard, count: conversation_shard(settings, shard, count=count, prefix=prefix)
 
 
@@ -120,6 +119,8 @@ async def _rebalance_kind(settings: Settings, kind: str, count: int, *, bus: Bus
             # Alive but not loaded: they load from PostgreSQL after the old ones handed over.
             await asyncio.gather(*(shard.pid.remote() for shard in new))
             handed_over = sum(await asyncio.gather(*(shard.retire.remote() for shard in old)))
+            if kind == "presence-channels":  # live state, not in PostgreSQL: moved shard to shard
+                await hand_over(old, new)
         layout = await commit_change(kind, prefix, epoch=pending.epoch, changed_by=changed_by)
     except BaseException:
         log.exception("rebalancing %s/%s to %d failed; the old shards serve on", kind, prefix, count)

@@ -36,30 +36,24 @@ class ShardRow:
 
 
 async def layout_counts(settings: Settings) -> dict[str, int]:
-    """The shard count of each rebalanced kind in the current layout (needs the database open)."""
-    from actors.layout import default_count
+    """The shard count of each kind in the current layout (needs the database open)."""
+    from actors.layout import default_count, prefix_of
     from storage.shard_layout import KINDS, read_layout
 
-    prefixes = {"spatial": settings.spatial_shard_prefix, "presence": settings.presence_shard_prefix,
-                "conversations": settings.conversation_shard_prefix}
-    return {kind: (await read_layout(kind, prefixes[kind], default_count=default_count(settings, kind))).shard_count
+    return {kind: (await read_layout(kind, prefix_of(settings, kind),
+                                     default_count=default_count(settings, kind))).shard_count
             for kind in KINDS}
 
 
 def shard_names(settings: Settings, counts: dict[str, int] | None = None) -> list[tuple[str, str]]:
     """(kind, actor name) of every shard, in a stable order: the counts of the layout when given
     (`layout_counts`), else the settings'."""
-    from actors.presence_channels import PRESENCE_CHANNELS_PREFIX
+    from actors.layout import default_count, prefix_of
+    from storage.shard_layout import KINDS
 
     counts = counts or {}
-    kinds = [
-        ("spatial", settings.spatial_shard_prefix, counts.get("spatial", settings.spatial_shards)),
-        ("presence", settings.presence_shard_prefix, counts.get("presence", settings.presence_shards)),
-        ("conversations", settings.conversation_shard_prefix,
-         counts.get("conversations", settings.conversation_shards)),
-        ("presence-channels", PRESENCE_CHANNELS_PREFIX, settings.presence_channel_shards),
-    ]
-    return [(kind, shard_name(prefix, n, count)) for kind, prefix, count in kinds for n in range(count)]
+    return [(kind, shard_name(prefix_of(settings, kind), n, count)) for kind in KINDS
+            for count in [counts.get(kind, default_count(settings, kind))] for n in range(count)]
 
 
 async def shard_status(settings: Settings, *, counts: dict[str, int] | None = None,

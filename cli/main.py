@@ -103,7 +103,8 @@ def cmd_actors_rebalance(args: argparse.Namespace) -> None:
     """Change shard counts on the live cluster; one line per kind."""
     settings = get_settings()
     counts = {kind: n for kind, n in (("spatial", args.spatial), ("presence", args.presence),
-                                      ("conversations", args.conversations)) if n is not None}
+                                      ("conversations", args.conversations),
+                                      ("presence-channels", args.presence_channels)) if n is not None}
     if not counts:
         sys.exit("spotless actors rebalance: say which counts to change, e.g. --conversations 6")
     from storage.shard_layout import check_count
@@ -210,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     rebalance.add_argument("--spatial", type=int, metavar="N", help="spatial shards")
     rebalance.add_argument("--presence", type=int, metavar="N", help="presence shards")
     rebalance.add_argument("--conversations", type=int, metavar="N", help="conversation shards")
+    rebalance.add_argument("--presence-channels", type=int, metavar="N",
+                           help="presence-channel shards (who is on each presence channel)")
     rebalance.add_argument("--grace-s", type=float, default=None, metavar="S",
                            help="how long old shards answer \"moved\" before they are killed "
                                 "(default SPOTLESS_REBALANCE_GRACE_S)")

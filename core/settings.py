@@ -155,7 +155,8 @@ class Settings(BaseSettings):
     realtime_auth_timestamp_tolerance_s: int = 600  # signed HTTP events API requests
     conversation_shards: int = 4
     conversation_shard_prefix: str = "conversations"
-    presence_channel_shards: int = 2
+    presence_channel_shards: int = 2  # who is on each presence channel; seeds the layout as the counts above do
+    presence_channel_shard_prefix: str = "presence-channels"
     chat_message_max_chars: int = 4000
     chat_recent_messages: int = 100  # per conversation, kept in its shard
     chat_push_hold_s: float = 1.0  # a message's push request waits this long, withdrawn if its recipient is watching

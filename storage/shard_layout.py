@@ -21,7 +21,7 @@ from tortoise.transactions import in_transaction
 from core.errors import Conflict, Invalid
 from storage import audit
 
-KINDS = ("spatial", "presence", "conversations")
+KINDS = ("spatial", "presence", "conversations", "presence-channels")
 MAX_SHARDS = 1024
 
 _COLUMNS = "kind, prefix, shard_count, pending_count, epoch, changed_by, changed_at"

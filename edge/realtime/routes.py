@@ -90,7 +90,7 @@ def install(app: Sanic) -> None:
     @app.after_server_start
     async def start_realtime(app: Sanic) -> None:
         bus: Bus = app.ctx.bus
-        app.ctx.realtime = RealtimeState(apps, Hub(bus), PresenceRegistry(settings))
+        app.ctx.realtime = RealtimeState(apps, Hub(bus), PresenceRegistry(settings, layouts=app.ctx.layouts))
         app.ctx.realtime.hub.start()
         app.ctx.realtime.presence.start()
         app.ctx.realtime_sweeper = asyncio.get_running_loop().create_task(

@@ -53,7 +53,8 @@ def own_settings(settings: Settings, **changes: Any) -> Settings:
     tag = secrets.token_hex(3)
     return settings.model_copy(update={
         "spatial_shard_prefix": f"rb-spatial-{tag}", "presence_shard_prefix": f"rb-presence-{tag}",
-        "conversation_shard_prefix": f"rb-conv-{tag}", "rebalance_grace_s": 0.5,
+        "conversation_shard_prefix": f"rb-conv-{tag}", "presence_channel_shard_prefix": f"rb-pc-{tag}",
+        "rebalance_grace_s": 0.5,
         "shard_layout_wait_s": 20.0, **changes})
 
 

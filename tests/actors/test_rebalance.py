@@ -16,6 +16,7 @@ from tortoise import connections
 from actors.conversations import ConversationRouter, conversation_shard
 from actors.layout import Layouts
 from actors.presence import presence_shard
+from actors.presence_channels import presence_channel_shard
 from actors.rebalance import kill_shards, rebalance
 from core.errors import Conflict, Invalid
 from core.settings import Settings
@@ -73,10 +74,16 @@ async def test_a_shard_of_a_count_the_layout_does_not_name_never_writes(settings
         await shard_layout.read_layout("presence", s.presence_shard_prefix, default_count=2)
         stale_presence = presence_shard(s, 0, count=5)
         assert await stale_presence.heartbeat.remote([(client_id, 51.5, -0.1)]) == "moved"
+        # nor does a presence-channel shard of such a count take a member: a second registry
+        await shard_layout.read_layout("presence-channels", s.presence_channel_shard_prefix, default_count=2)
+        stale_channels = presence_channel_shard(s, 0, count=5)
+        assert await stale_channels.join.remote("1", "presence-x", client_id, {}, "1.1", "worker") == "moved"
+        assert await stale_channels.heartbeat.remote("worker") == "moved"
     finally:
         kill_shards(s, s.conversation_shard_prefix, 2)
         kill_shards(s, s.conversation_shard_prefix, 3)
         kill_shards(s, s.presence_shard_prefix, 5)
+        kill_shards(s, s.presence_channel_shard_prefix, 5)
 
 
 async def test_a_failed_rebalance_leaves_the_old_shards_serving(settings: Settings) -> None:
@@ -111,6 +118,8 @@ async def test_counts_out_of_range_are_refused_before_anything_changes(settings:
         await rebalance(s, {"conversations": 0}, bus=None, changed_by="test")
     with pytest.raises(Invalid):
         await rebalance(s, {"presence": 5000}, bus=None, changed_by="test")
+    with pytest.raises(Invalid):
+        await rebalance(s, {"presence-channels": 0}, bus=None, changed_by="test")
     with pytest.raises(Invalid):
         await rebalance(s, {"bananas": 2}, bus=None, changed_by="test")
     rows = await connections.get("default").execute_query_dict(

@@ -60,6 +60,20 @@ async def test_status_without_a_cluster_address_says_so_in_one_line(services):
     assert "RAY_ADDRESS" in done.stderr and "Traceback" not in done.stderr
 
 
+def said_moved(done: subprocess.CompletedProcess[str], kind: str, prefix: str, old: int, new: int) -> None:
+    """The command succeeded and its line for `kind` says it moved `prefix` from old to new shards."""
+    assert done.returncode == 0, done.stderr
+    [said] = [line for line in done.stdout.splitlines() if line.startswith(kind)]
+    assert said.split()[:6] == [kind, f"{prefix}:", str(old), "->", str(new), "shards"]
+
+
+async def listed_shards(env: dict[str, str]) -> dict[str, str]:
+    """Shard name -> kind, as `spotless actors status` lists them."""
+    listed = await status(env)
+    assert listed.returncode == 0, listed.stderr
+    return {line.split()[1]: line.split()[0] for line in listed.stdout.splitlines()[1:-1]}
+
+
 async def test_rebalance_moves_conversations_to_new_shards_and_status_lists_them(db, services, settings):
     # given conversation shards of their own prefix on 2, one of which took a message
     prefix = f"cli-conv-{secrets.token_hex(3)}"
@@ -73,12 +87,8 @@ async def test_rebalance_moves_conversations_to_new_shards_and_status_lists_them
         # when an operator rebalances them to 3
         done = await spotless(env, "actors", "rebalance", "--conversations", "3")
         # then it says what it did, and status lists the 3 new shards and none of the old ones
-        assert done.returncode == 0, done.stderr
-        [said] = [line for line in done.stdout.splitlines() if line.startswith("conversations")]
-        assert said.split()[:6] == ["conversations", f"{prefix}:", "2", "->", "3", "shards"]
-        listed = await status(env)
-        assert listed.returncode == 0, listed.stderr
-        names = {line.split()[1] for line in listed.stdout.splitlines()[1:-1]}
+        said_moved(done, "conversations", prefix, 2, 3)
+        names = set(await listed_shards(env))
         assert {f"{prefix}-{i}-of-3" for i in range(3)} <= names
         assert not {n for n in names if n.startswith(prefix) and n.endswith("-of-2")}
         # and a router made before the change sends on through the new owner, seq after seq
@@ -89,9 +99,30 @@ async def test_rebalance_moves_conversations_to_new_shards_and_status_lists_them
         kill_shards(mine, prefix, 3)
 
 
+async def test_rebalance_moves_presence_channels_to_new_shards_and_status_lists_them(services, settings):
+    # given presence-channel shards of their own prefix on 2
+    prefix = f"cli-pc-{secrets.token_hex(3)}"
+    env = {**os.environ, **services, "SPOTLESS_PRESENCE_CHANNEL_SHARD_PREFIX": prefix,
+           "SPOTLESS_PRESENCE_CHANNEL_SHARDS": "2", "SPOTLESS_REBALANCE_GRACE_S": "0.2"}
+    try:
+        assert {f"{prefix}-{i}-of-2" for i in range(2)} <= set(await listed_shards(env))
+        # when an operator rebalances them to 3
+        done = await spotless(env, "actors", "rebalance", "--presence-channels", "3")
+        # then it says what it did, and status lists the 3 new shards, as presence-channels, and
+        # none of the old ones
+        said_moved(done, "presence-channels", prefix, 2, 3)
+        rows = await listed_shards(env)
+        assert {name: kind for name, kind in rows.items() if name.startswith(prefix)} == {
+            f"{prefix}-{i}-of-3": "presence-channels" for i in range(3)}
+    finally:
+        for count in (2, 3):
+            kill_shards(settings, prefix, count)
+
+
 async def test_rebalance_refuses_bad_counts_in_one_line(services):
     env = {**os.environ, **services, "SPOTLESS_CONVERSATION_SHARD_PREFIX": f"cli-bad-{secrets.token_hex(3)}"}
     for args, says in ((["--conversations", "0"], "between 1 and"), ([], "say which counts"),
+                       (["--presence-channels", "2000"], "between 1 and"),
                        (["--spatial", "many"], "invalid int value")):
         done = await spotless(env, "actors", "rebalance", *args)
         assert done.returncode != 0

@@ -63,6 +63,7 @@ SCENARIO_ENV = {
     "SPOTLESS_SPATIAL_SHARD_PREFIX": f"cl{RUN}-spatial",
     "SPOTLESS_PRESENCE_SHARD_PREFIX": f"cl{RUN}-presence",
     "SPOTLESS_CONVERSATION_SHARD_PREFIX": f"cl{RUN}-conversations",
+    "SPOTLESS_PRESENCE_CHANNEL_SHARD_PREFIX": f"cl{RUN}-presence-channels",
     "SPOTLESS_RAY_NAMESPACE": f"spotless-cluster-{RUN}",
     "SPOTLESS_PRESENCE_TIMEOUT_S": "600",
     "SPOTLESS_REBALANCE_GRACE_S": "0.5",
@@ -191,7 +192,7 @@ async def on_the_cluster(cluster: Any, workers: list[Any]) -> None:
     from actors.clients import PresenceClient, SpatialClient
     from actors.conversations import ConversationRouter
     from actors.layout import Layouts
-    from actors.presence_channels import presence_channel_shard_at
+    from actors.presence_channels import presence_channel_shard
     from core.settings import Settings
     from storage.bus import Bus
     from storage.db import close_database, open_database
@@ -214,7 +215,7 @@ async def on_the_cluster(cluster: Any, workers: list[Any]) -> None:
                              ("conversations", settings.conversation_shard_prefix)):
             await layouts.get(kind, prefix)  # the first reader writes the layout: the settings' counts
         assert len(stack.spatial.shards) + len(stack.presence.shards) + len(stack.chat.shards) == 6
-        presence_channel_shard_at(settings, 0)
+        presence_channel_shard(settings, 0)
         rows = await stack.placement()
         nodes = {name: row.facts["node_id"] for name, row in rows.items()}
         say("placed: " + ", ".join(f"{name}@{node[:8]}" for name, node in nodes.items()))

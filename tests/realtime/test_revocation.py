@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
-from core.events import SOCKETS_REVOKED_SUBJECT
+from core.events import SOCKETS_REVOKED_SUBJECT, socket_grant_subject
 from core.settings import Settings
 from edge.realtime.hub import Hub
 from storage.bus import Bus
@@ -146,16 +146,26 @@ async def test_a_grant_heard_after_its_revocation_still_closes_its_socket_unless
             {"user_id": "u", "token_ids": [41], "reason": "suspended", "at": revoked_at}).encode())
         await bus.client.flush()
         await _eventually(lambda: len(hub.revocations) == 1)
-        hub._grant(sock.socket_id, 41, revoked_at + granted_after_s)
+        await grant_over_nats(bus, hub, sock.socket_id, 41, revoked_at + granted_after_s)
+        await _eventually(lambda: 41 in sock.grants)
         # then a grant made before the revocation closes the socket; one made after it (the
         # account reinstated meanwhile) does not
         assert sock.revoked == (["suspended"] if closed else [])
         # and another token's grant never does
-        hub._grant(sock.socket_id, 42, revoked_at - 1)
+        await grant_over_nats(bus, hub, sock.socket_id, 42, revoked_at - 1)
+        await _eventually(lambda: 42 in sock.grants)
         assert sock.revoked == (["suspended"] if closed else [])
     finally:
         await hub.stop()
         await bus.close()
+
+
+async def grant_over_nats(bus: Bus, hub: Hub, socket_id: str, token_id: int, at: float) -> None:
+    """What the auth endpoint of another worker sends the socket's worker."""
+    assert bus.client is not None
+    await bus.client.publish(socket_grant_subject(hub.worker), json.dumps(
+        {"socket_id": socket_id, "token_id": token_id, "at": at}).encode())
+    await bus.client.flush()
 
 
 async def _until_listening(hub: Hub) -> None:

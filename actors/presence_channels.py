@@ -85,7 +85,8 @@ class PresenceChannelShard:
         retired), and must never serve: a second registry of the same channels."""
         if self.checked is None:
             self.checked = asyncio.get_running_loop().create_task(self._check_layout())
-        await asyncio.shield(self.checked)
+        if not self.checked.done():  # every call after the first skips the await (the hot path)
+            await asyncio.shield(self.checked)
 
     async def _check_layout(self) -> None:
         try:

@@ -19,6 +19,7 @@ from edge.realtime.hub import Hub
 from storage.bus import Bus
 from tests.conftest import STRONG_PASSWORD
 from tests.edge.test_access import make_admin
+from tests.jobs.conftest import eventually
 from tests.jobs.test_realtime_broadcasts import run_realtime
 from tests.realtime.conftest import auth_for, on_conversation
 
@@ -145,15 +146,15 @@ async def test_a_grant_heard_after_its_revocation_still_closes_its_socket_unless
         await bus.client.publish(SOCKETS_REVOKED_SUBJECT, json.dumps(
             {"user_id": "u", "token_ids": [41], "reason": "suspended", "at": revoked_at}).encode())
         await bus.client.flush()
-        await _eventually(lambda: len(hub.revocations) == 1)
+        await eventually(lambda: len(hub.revocations) == 1)
         await grant_over_nats(bus, hub, sock.socket_id, 41, revoked_at + granted_after_s)
-        await _eventually(lambda: 41 in sock.grants)
+        await eventually(lambda: 41 in sock.grants)
         # then a grant made before the revocation closes the socket; one made after it (the
         # account reinstated meanwhile) does not
         assert sock.revoked == (["suspended"] if closed else [])
         # and another token's grant never does
         await grant_over_nats(bus, hub, sock.socket_id, 42, revoked_at - 1)
-        await _eventually(lambda: 42 in sock.grants)
+        await eventually(lambda: 42 in sock.grants)
         assert sock.revoked == (["suspended"] if closed else [])
     finally:
         await hub.stop()
@@ -171,10 +172,3 @@ async def grant_over_nats(bus: Bus, hub: Hub, socket_id: str, token_id: int, at:
 async def _until_listening(hub: Hub) -> None:
     assert hub._listening is not None
     await asyncio.wait_for(asyncio.shield(hub._listening), 10)
-
-
-async def _eventually(check: Any, timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)

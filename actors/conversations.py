@@ -32,10 +32,11 @@ from actors.layout import MOVED, SHARD_GONE, Layouts, ShardSet
 from actors.presence_channels import PresenceChannels
 from actors.runtime import shard_name, shard_options
 from actors.status import process_facts
+from core.accounts import AccountError
 from core.batching import Coalescer
 from core.channels import BookingParties, conversation_channel
 from core.chat import check_attachment, check_message, next_seqs, read_cursor_after
-from core.errors import Conflict, Invalid, NotFound, Unavailable
+from core.errors import Conflict, Invalid, NotFound, Unauthenticated, Unavailable
 from core.events import RealtimeEvent, realtime_subject
 from core.realtime import fanout_message, parse_apps, shard_of_conversation
 from core.settings import Settings
@@ -126,7 +127,8 @@ class ConversationShard:
         self.ready_lock: asyncio.Lock | None = None
         self.calls = 0  # send() calls and the messages they carried: shows the edge's coalescing
         self.items = 0
-        self.background: set[asyncio.Task[None]] = set()  # push withdrawals after a send answered
+        self.unwatched: list[tuple[str, int, str]] = []  # (conversation, seq, recipient) sent since the last withdrawal
+        self.withdrawing: asyncio.Task[None] | None = None  # the task that withdraws their pushes
         self.presence_channels: PresenceChannels | None = None  # who watches: made on first use
 
     async def _ready(self) -> None:
@@ -183,7 +185,7 @@ class ConversationShard:
 
     async def send(self, items: list[SendItem]) -> list[dict[str, Any]]:
         """Send many messages (any conversations of this shard); one result per item:
-        {"message", "created"} or {"error": not_found | invalid | retry | moved}.
+        {"message", "created"} or {"error": not_found | invalid | suspended | retry | moved}.
 
         The whole batch is written in one transaction (one multi-row INSERT for every
         conversation in it), under the locks of all its conversations, taken in id order."""
@@ -205,34 +207,25 @@ class ConversationShard:
                 continue
             by_conversation[conversation_id].append((index, sender_id, client_msg_id, body, attachment_id))
         ids = sorted(by_conversation)
-        # Who is looking at these conversations right now gets no push: asked meanwhile, and
-        # acted on after the answer (the push requests are held back until then, then withdrawn).
-        watching = asyncio.ensure_future(self._watching(ids))
         sent: list[tuple[str, int, str]] = []
-        try:
-            async with contextlib.AsyncExitStack() as held:
-                for conversation_id in ids:
-                    await held.enter_async_context(self.locks[conversation_id])
-                loaded = await asyncio.gather(*(self._conversation(cid) for cid in ids))
-                plans = []
-                for cid, conversation in zip(ids, loaded, strict=True):
-                    pending = self._pending(conversation, by_conversation[cid], results)
-                    if conversation is not None and pending:
-                        plans.append(_Plan(conversation, pending))
-                if any(entry[4] for plan in plans for entry in plan.pending):
-                    await self._check_attachments(plans, results)
-                    plans = [plan for plan in plans if plan.pending]
-                for plan in plans:
-                    plan.fresh_only()  # retries within the cache were answered by _pending
-                if plans:
-                    sent = await self._write(plans, results)
-        except BaseException:
-            watching.cancel()
-            raise
+        async with contextlib.AsyncExitStack() as held:
+            for conversation_id in ids:
+                await held.enter_async_context(self.locks[conversation_id])
+            loaded = await asyncio.gather(*(self._conversation(cid) for cid in ids))
+            plans = []
+            for cid, conversation in zip(ids, loaded, strict=True):
+                pending = self._pending(conversation, by_conversation[cid], results)
+                if conversation is not None and pending:
+                    plans.append(_Plan(conversation, pending))
+            if any(entry[4] for plan in plans for entry in plan.pending):
+                await self._check_attachments(plans, results)
+                plans = [plan for plan in plans if plan.pending]
+            for plan in plans:
+                plan.fresh_only()  # retries within the cache were answered by _pending
+            if plans:
+                sent = await self._write(plans, results)
         if sent:
-            self._withdraw_pushes_later(watching, sent)
-        else:
-            watching.cancel()
+            self._withdraw_pushes_soon(sent)
         return results
 
     async def _write(self, plans: list[_Plan], results: list[dict[str, Any]]) -> list[tuple[str, int, str]]:
@@ -244,26 +237,58 @@ class ConversationShard:
             # A retry older than the cache, or a second writer (a rebalance): nothing was
             # written; take each conversation on its own, asking PostgreSQL what it holds.
             return [item for plan in plans for item in await self._send_carefully(plan, results)]
+        except chat.SendersSuspended as exc:
+            return await self._write_without(plans, results, exc.sender_ids)
         return [item for plan, messages in zip(plans, written, strict=True)
                 for item in await self._accept(plan, messages, results)]
 
-    def _withdraw_pushes_later(self, watching: asyncio.Future[dict[str, set[str]]],
-                               sent: list[tuple[str, int, str]]) -> None:
-        """Once the presence channels answer, take back the held push requests of messages
-        whose recipient has a socket on the conversation; the send has been answered already."""
+    async def _write_without(self, plans: list[_Plan], results: list[dict[str, Any]],
+                             suspended: set[str]) -> list[tuple[str, int, str]]:
+        """Refuse the sends of suspended senders and write the rest; what `_write` returns. (No
+        one suspended any more, a reinstatement meanwhile: the batch stays "retry" and the
+        router sends it again.)"""
+        if not suspended:
+            return []
+        for plan in plans:
+            for index, sender_id, *_ in plan.pending:
+                if sender_id in suspended:
+                    results[index] = {"error": "suspended"}
+            plan.pending = [entry for entry in plan.pending if entry[1] not in suspended]
+            plan.fresh_only()
+        plans = [plan for plan in plans if plan.pending]
+        return await self._write(plans, results) if plans else []
 
-        async def withdraw() -> None:
-            present = await watching
-            spared = [(cid, seq) for cid, seq, recipient in sent if recipient in present.get(cid, ())]
-            if spared:
-                try:
-                    await chat.withdraw_pushes(spared)
-                except Exception:  # the pushes go out: one too many beats a message nobody hears of
-                    log.warning("could not withdraw %d push requests", len(spared), exc_info=True)
+    def _withdraw_pushes_soon(self, sent: list[tuple[str, int, str]]) -> None:
+        """Queue the held push requests of messages just sent, to be withdrawn where their
+        recipient turns out to be watching the conversation. The send has been answered already.
 
-        task = asyncio.get_running_loop().create_task(withdraw())
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
+        The question goes to the presence-channel shards for everything sent meanwhile, once
+        per `_withdrawal_delay_s` (a Ray call per send batch cost those shards more CPU than
+        chat itself at a few hundred messages a second), and the answer withdraws the spared
+        requests in one statement, all within the hold."""
+        self.unwatched.extend(sent)
+        if self.withdrawing is None:
+            self.withdrawing = asyncio.get_running_loop().create_task(self._withdraw_meanwhile())
+
+    def _withdrawal_delay_s(self) -> float:
+        # A quarter of the hold gathers the batch and at most half waits for the answer
+        # (`_watching`), which leaves the last quarter for the withdrawal itself.
+        return self.settings.chat_push_hold_s / 4
+
+    async def _withdraw_meanwhile(self) -> None:
+        try:
+            while self.unwatched:
+                await asyncio.sleep(self._withdrawal_delay_s())
+                sent, self.unwatched = self.unwatched, []
+                present = await self._watching(sorted({cid for cid, _, _ in sent}))
+                spared = [(cid, seq) for cid, seq, recipient in sent if recipient in present.get(cid, ())]
+                if spared:
+                    try:
+                        await chat.withdraw_pushes(spared)
+                    except Exception:  # the pushes go out: one too many beats a message nobody hears of
+                        log.warning("could not withdraw %d push requests", len(spared), exc_info=True)
+        finally:
+            self.withdrawing = None
 
     async def _watching(self, conversation_ids: list[str]) -> dict[str, set[str]]:
         """Users with a socket on each conversation's channel (the presence-channel shards know);
@@ -272,7 +297,7 @@ class ConversationShard:
             self.presence_channels = self.presence_channels or PresenceChannels(self.settings)
             channels = await asyncio.wait_for(self.presence_channels.watching(
                 self.app_id, [conversation_channel(cid) for cid in conversation_ids]),
-                self.settings.chat_push_hold_s / 2)  # the rest of the hold is for withdrawing
+                self.settings.chat_push_hold_s / 2)
         except Exception:  # Ray raises several types while a shard restarts
             log.warning("presence channels did not answer; pushing to every recipient", exc_info=True)
             return {}
@@ -344,6 +369,8 @@ class ConversationShard:
             # Another writer got there first (a rebalance); reload and let the caller retry.
             self.conversations.pop(conversation.id, None)
             return []
+        except chat.SendersSuspended as exc:
+            return await self._write_without([plan], results, exc.sender_ids)
         return await self._accept(plan, messages, results)
 
     async def _accept(self, plan: _Plan, messages: list[dict[str, Any]],
@@ -443,6 +470,8 @@ def _raise_for(result: dict[str, Any]) -> dict[str, Any]:
         raise Invalid(result["detail"], field=result["field"], code=result["code"])
     if error == "conflict":
         raise Conflict(result["detail"], code=result["code"])
+    if error == "suspended":
+        raise Unauthenticated("this account is suspended", code=AccountError.ACCOUNT_SUSPENDED)
     raise Conflict("the conversation moved between shards; try again", code="retry")
 
 

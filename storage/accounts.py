@@ -174,18 +174,6 @@ async def resolve_token(raw: str) -> Session:
     return found
 
 
-async def check_not_suspended(user_id: str) -> None:
-    """Raise Unauthenticated when the account is suspended (or gone): for what a user sends
-    without a token on each request, such as a chat message over an already-authorised socket.
-    Batched with the other lookups of the loop tick."""
-    try:
-        user_id = str(UUID(user_id))
-    except ValueError:
-        raise Unauthenticated("no such account", code=AccountError.TOKEN_INVALID) from None
-    if not await _token_lookups().call(0, "active", user_id):
-        raise Unauthenticated("this account is suspended", code=AccountError.ACCOUNT_SUSPENDED)
-
-
 _lookups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Coalescer] = weakref.WeakKeyDictionary()
 
 
@@ -198,13 +186,9 @@ def _token_lookups() -> Coalescer:
 
 
 async def _look_up(_shard: int, method: str, items: list[Any]) -> list[Any]:
-    if method == "tokens":
-        return await _sessions_of(items)
-    rows = await connections.get("default").execute_query_dict(
-        "SELECT id::text AS id FROM users WHERE id = ANY($1::uuid[]) AND suspended_at IS NULL",
-        [sorted(set(items))])
-    active = {row["id"] for row in rows}
-    return [user_id in active for user_id in items]
+    if method != "tokens":
+        raise ValueError(method)
+    return await _sessions_of(items)
 
 
 @cache

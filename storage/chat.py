@@ -164,7 +164,9 @@ async def append_batch(
     the other party of each message, held back `push_hold_s` so that it can still be withdrawn,
     `withdraw_pushes`, when that party is watching the conversation). Returns each
     conversation's messages in seq order. Raises IntegrityError on a seq clash or a
-    client_msg_id already stored; nothing is written."""
+    client_msg_id already stored, and SendersSuspended when a sender's account is suspended
+    (checked in the same statement, so a send over a socket opened before the suspension is
+    refused without a query of its own); nothing is written."""
     ids, seqs, senders, client_msg_ids, bodies = [], [], [], [], []
     attachments: list[str | None] = []
     pushes: list[dict[str, Any]] = []
@@ -185,22 +187,42 @@ async def append_batch(
             })
     # One statement, so one round trip and its own transaction: data-modifying CTEs all apply or
     # none does (a unique-key clash rolls back the update and the outbox rows too).
+    allowed = "NOT EXISTS (SELECT 1 FROM suspended)"
     rows = await _query(
-        "WITH m AS (INSERT INTO chat_messages (conversation_id, seq, sender_id, client_msg_id, body, "
+        "WITH suspended AS (SELECT 1 FROM users WHERE id = ANY($3::text[]::uuid[]) "
+        "AND suspended_at IS NOT NULL LIMIT 1), "
+        "m AS (INSERT INTO chat_messages (conversation_id, seq, sender_id, client_msg_id, body, "
         "attachment_id) SELECT c::uuid, s, snd::uuid, cm, b, att::uuid "
         "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]) "
-        "AS t(c, s, snd, cm, b, att) RETURNING *), "
+        f"AS t(c, s, snd, cm, b, att) WHERE {allowed} RETURNING *), "
         "c AS (UPDATE chat_conversations c SET last_seq = t.seq, last_message_at = now() "
-        "FROM unnest($7::text[], $8::bigint[]) AS t(id, seq) WHERE c.id = t.id::uuid), "
-        f"o AS ({outbox.insert_many_sql(type_param=9, ids_param=10, payloads_param=11, hold_param=12)}) "
+        f"FROM unnest($7::text[], $8::bigint[]) AS t(id, seq) WHERE c.id = t.id::uuid AND {allowed}), "
+        f"o AS ({outbox.insert_many_sql(type_param=9, ids_param=10, payloads_param=11, hold_param=12, where=allowed)}) "
         f"SELECT {_MESSAGE_COLUMNS} FROM m LEFT JOIN chat_attachments a ON a.id = m.attachment_id",
         ids, seqs, senders, client_msg_ids, bodies, attachments,
         [cid for cid, _, _ in batch], [max(d.seq for d in drafts) for _, drafts, _ in batch],
         str(EventType.PUSH_REQUESTED), push_ids, [json.dumps(p) for p in pushes], float(push_hold_s))
+    if not rows and ids:
+        raise SendersSuspended(await suspended_among(senders))
     by_conversation: dict[str, list[dict[str, Any]]] = {cid: [] for cid, _, _ in batch}
     for row in rows:
         by_conversation[row["conversation_id"]].append(message_dict(row))
     return [sorted(by_conversation[cid], key=lambda m: m["seq"]) for cid, _, _ in batch]
+
+
+class SendersSuspended(Exception):
+    """A batch named senders whose accounts are suspended; nothing was written."""
+
+    def __init__(self, sender_ids: set[str]) -> None:
+        super().__init__(f"{len(sender_ids)} suspended sender(s)")
+        self.sender_ids = sender_ids
+
+
+async def suspended_among(user_ids: list[str]) -> set[str]:
+    """Which of these accounts are suspended."""
+    rows = await _query("SELECT id::text AS id FROM users WHERE id = ANY($1::text[]::uuid[]) "
+                        "AND suspended_at IS NOT NULL", sorted(set(user_ids)))
+    return {row["id"] for row in rows}
 
 
 async def withdraw_pushes(messages: list[tuple[str, int]]) -> int:

@@ -28,14 +28,18 @@ async def enqueue(event_type: EventType | str, payload: dict[str, Any], *,
     return event_id
 
 
-def insert_many_sql(*, type_param: int, ids_param: int, payloads_param: int, hold_param: int | None = None) -> str:
+def insert_many_sql(*, type_param: int, ids_param: int, payloads_param: int, hold_param: int | None = None,
+                    where: str = "") -> str:
     """The INSERT that writes many events of one type (event ids and JSON payloads as text
     arrays), for a data-modifying CTE of a larger statement: the rows then commit with the change
     they describe, in one round trip. With `hold_param` (seconds, a float), the relay leaves them
-    alone until that long after the commit, and `withdraw` may still take them back."""
+    alone until that long after the commit, and `withdraw` may still take them back. `where`, a
+    condition, writes them only when it holds (when the statement's change is made)."""
     hold = f"now() + make_interval(secs => ${hold_param})" if hold_param is not None else "NULL"
+    condition = f" WHERE {where}" if where else ""
     return (f"INSERT INTO outbox (event_id, type, payload, available_at) SELECT e::uuid, ${type_param}, "
-            f"p::jsonb, {hold} FROM unnest(${ids_param}::text[], ${payloads_param}::text[]) AS t(e, p)")
+            f"p::jsonb, {hold} FROM unnest(${ids_param}::text[], ${payloads_param}::text[]) AS t(e, p)"
+            f"{condition}")
 
 
 async def withdraw(event_ids: list[UUID], *, using: BaseDBAsyncClient) -> int:

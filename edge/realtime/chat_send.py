@@ -6,7 +6,7 @@ The same send as `POST /api/v1/conversations/{id}/messages`, through the same Co
 (persisted, then acknowledged, then fanned out as `chat.message` with its seq), without an HTTP
 request and a token lookup per message: the sender is the user the auth endpoint signed into the
 channel's presence data when the socket subscribed, and a suspended account is refused at once
-(one batched query per loop tick, `storage.accounts.check_not_suspended`). The sender alone gets the answer on the
+(by the conversation shard, in the statement that writes the batch). The sender alone gets the answer on the
 channel: `chat.sent` `{client_msg_id, seq, created}` or `chat.send_failed`
 `{client_msg_id, status, code, detail}` — for malformed data too (a 422, as REST answers it),
 whenever it carries a usable `client_msg_id`; without one there is nothing to answer against, and
@@ -27,7 +27,6 @@ from edge.chat import SendBody
 from edge.realtime.errors import ClientEventRejected
 from edge.realtime.protocol import encode
 from edge.validation import validate
-from storage.accounts import check_not_suspended
 
 CHAT_SEND_EVENT = "client-chat-message"
 CONVERSATION_PREFIX = conversation_channel("")
@@ -60,7 +59,6 @@ async def send_over_socket(channel: str, data: Any, *, sender_id: str, chat: Cha
         # A send the app can tell apart gets its answer as REST would give it (a 422).
         return _send_failed(channel, data["client_msg_id"], exc)
     try:
-        await check_not_suspended(sender_id)
         message, created = await chat.send(conversation_id, sender_id=sender_id,
                                            client_msg_id=body.client_msg_id, body=body.body,
                                            attachment_id=body.attachment_id)

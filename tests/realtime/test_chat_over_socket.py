@@ -3,10 +3,16 @@ the same shard path as REST, answered to the sender alone, refused clearly when 
 
 from __future__ import annotations
 
+from typing import Any
+
+import ray
+
 from core.clock import utcnow
+from core.realtime import shard_of_conversation
+from core.settings import Settings
 from storage.models import User
-from tests.realtime.conftest import auth_for, on_conversation, unique
-from tests.realtime.test_chat import messages
+from tests.realtime.conftest import REALTIME_ENV, auth_for, on_conversation, unique
+from tests.realtime.test_chat import messages, push_rows_for
 
 
 async def test_a_message_sent_over_the_socket_is_acknowledged_with_its_seq_and_reaches_the_other_party(
@@ -97,3 +103,38 @@ async def test_a_suspended_party_can_no_longer_send_over_a_socket_it_opened_befo
     failed = (await sock.expect("chat.send_failed", channel))["data"]
     assert (failed["status"], failed["code"]) == (401, "account_suspended")
     await sock.nothing("chat.message", within=0.5)
+
+
+async def test_one_shard_batch_refuses_a_suspended_senders_messages_and_writes_the_others_gaplessly(
+        booking, rt_async, settings):
+    # given two conversations, the cleaner of the first suspended meanwhile
+    client, cleaner, first = await booking()
+    _, other_cleaner, second = await booking()
+    await User.filter(id=cleaner.id).update(suspended_at=utcnow())
+    # when one batch (one Ray call per shard) carries both parties' messages in both conversations
+    batch = [(first, client.id, "q-1", "are you coming?"), (first, cleaner.id, "q-2", "yes"),
+             (first, client.id, "q-3", "great"), (second, other_cleaner.id, "q-4", "hello")]
+    results = await send_in_one_batch(settings, batch)
+    # then the suspended sender's message is refused and the others are written with gapless seqs
+    assert results[1] == {"error": "suspended"}
+    assert [(r["message"]["seq"], r["created"]) for r in (results[0], results[2], results[3])] == [
+        (1, True), (2, True), (1, True)]
+    listed = await rt_async[0].get(f"/api/v1/conversations/{first}/messages", headers=client.auth)
+    assert [(m["seq"], m["client_msg_id"]) for m in listed.json()["data"]] == [(1, "q-1"), (2, "q-3")]
+    # and a push request exists for the written messages only (the suspended one wrote none)
+    assert sorted(r.payload["data"]["seq"] for r in await push_rows_for(first)) == ["1", "2"]
+
+
+async def send_in_one_batch(settings: Settings, items: list[tuple[str, str, str, str]]) -> list[dict[str, Any]]:
+    """Send items straight to their shards, one Ray call per shard; results in the items' order."""
+    count = int(REALTIME_ENV["SPOTLESS_CONVERSATION_SHARDS"])
+    by_shard: dict[int, list[int]] = {}
+    for index, (conversation_id, *_) in enumerate(items):
+        by_shard.setdefault(shard_of_conversation(conversation_id, count), []).append(index)
+    results: list[dict[str, Any]] = [{}] * len(items)
+    for shard, indexes in by_shard.items():
+        actor = ray.get_actor(f"conversations-{shard}-of-{count}", namespace=settings.ray_namespace)
+        answers = await actor.send.remote([(*items[i], None) for i in indexes])
+        for index, answer in zip(indexes, answers, strict=True):
+            results[index] = answer
+    return results

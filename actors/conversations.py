@@ -128,6 +128,7 @@ class ConversationShard:
         self.calls = 0  # send() calls and the messages they carried: shows the edge's coalescing
         self.items = 0
         self.unwatched: list[tuple[str, int, str]] = []  # (conversation, seq, recipient) sent since the last withdrawal
+        self.unwatched_since = 0.0  # when the oldest of them was sent (time.monotonic)
         self.withdrawing: asyncio.Task[None] | None = None  # the task that withdraws their pushes
         self.presence_channels: PresenceChannels | None = None  # who watches: made on first use
 
@@ -160,6 +161,16 @@ class ConversationShard:
             conversation = self.conversations[conversation_id] = _Conversation(
                 snapshot, keep=self.settings.chat_recent_messages)
         return conversation
+
+    async def _conversations(self, ids: list[str]) -> list[_Conversation | None]:
+        """`_conversation` of each id: those in memory at once, the others loaded concurrently."""
+        found: list[_Conversation | None] = [self.conversations.get(cid) for cid in ids]
+        missing = [index for index, conversation in enumerate(found) if conversation is None]
+        if missing:
+            loaded = await asyncio.gather(*(self._conversation(ids[index]) for index in missing))
+            for index, conversation in zip(missing, loaded, strict=True):
+                found[index] = conversation
+        return found
 
     async def _publish(self, conversation_id: str, event: RealtimeEvent, data: dict[str, Any]) -> None:
         """Live fan-out after commit; a lost publish costs latency only (clients catch up by seq)."""
@@ -211,7 +222,7 @@ class ConversationShard:
         async with contextlib.AsyncExitStack() as held:
             for conversation_id in ids:
                 await held.enter_async_context(self.locks[conversation_id])
-            loaded = await asyncio.gather(*(self._conversation(cid) for cid in ids))
+            loaded = await self._conversations(ids)
             plans = []
             for cid, conversation in zip(ids, loaded, strict=True):
                 pending = self._pending(conversation, by_conversation[cid], results)
@@ -266,6 +277,8 @@ class ConversationShard:
         per `_withdrawal_delay_s` (a Ray call per send batch cost those shards more CPU than
         chat itself at a few hundred messages a second), and the answer withdraws the spared
         requests in one statement, all within the hold."""
+        if not self.unwatched:
+            self.unwatched_since = time.monotonic()
         self.unwatched.extend(sent)
         if self.withdrawing is None:
             self.withdrawing = asyncio.get_running_loop().create_task(self._withdraw_meanwhile())
@@ -278,7 +291,8 @@ class ConversationShard:
     async def _withdraw_meanwhile(self) -> None:
         try:
             while self.unwatched:
-                await asyncio.sleep(self._withdrawal_delay_s())
+                # counted from the oldest message waiting, which may have waited for the last answer
+                await asyncio.sleep(max(0.0, self.unwatched_since + self._withdrawal_delay_s() - time.monotonic()))
                 sent, self.unwatched = self.unwatched, []
                 present = await self._watching(sorted({cid for cid, _, _ in sent}))
                 spared = [(cid, seq) for cid, seq, recipient in sent if recipient in present.get(cid, ())]

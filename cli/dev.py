@@ -224,7 +224,10 @@ def _start(settings: Settings, stack: Stack, *, seed: bool, stop_requested: thre
         stack.ray_started = True  # even a half-started Ray is shut down
         ray_address = _start_ray(settings)
         handle_signals()  # ray.init installs its own SIGTERM handler
-        _say(f"local Ray            {ray_address}")
+        # ray.init turned on token auth and exported RAY_AUTH_MODE for the children; a command
+        # from another shell (`spotless actors status`) needs both to join.
+        _say(f"local Ray            {ray_address}  (from another shell: RAY_ADDRESS={ray_address} "
+             f"RAY_AUTH_MODE={os.environ.get('RAY_AUTH_MODE') or 'disabled'})")
     checkpoint()
 
     # Built after ray.init: it exports RAY_AUTH_MODE, which the children need to join the cluster.

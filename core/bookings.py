@@ -64,6 +64,7 @@ class BookingError(StrEnum):
     NOT_YOUR_MOVE = "not_your_move"
     CLEANER_NOT_BOOKABLE = "cleaner_not_bookable"
     SERVICE_NOT_OFFERED = "service_not_offered"
+    OUTSIDE_SERVICE_AREA = "outside_service_area"
     BELOW_MINIMUM_DURATION = "below_minimum_duration"
     DISPUTE_WINDOW_CLOSED = "dispute_window_closed"
     TOO_LATE = "too_late"
@@ -122,7 +123,7 @@ def check_transition(
         raise Forbidden(f"the {party} may not {action.replace('_', ' ')} a booking",
                         code=BookingError.NOT_YOUR_MOVE)
     if state not in transition.sources:
-        raise Conflict(f"a {state.replace('_', ' ')} booking cannot be moved by '{action}'",
+        raise Conflict(f"this booking is {state.replace('_', ' ')}: it cannot be moved by '{action}'",
                        code=BookingError.ILLEGAL_TRANSITION)
     if action == Action.DISPUTE:
         if now is None or completed_at is None or dispute_window is None:

@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 import shapely
+import shapely.geometry
 from shapely.geometry.base import BaseGeometry
 
 from core.errors import Invalid
@@ -179,6 +180,13 @@ def check_service_area(geojson: Any, *, max_vertices: int, max_area_km2: float) 
         else [[list(pt) for pt in ring] for ring in polygons[0]],
     }
     return CheckedArea(normalised, geometry, min_lng, min_lat, max_lng, max_lat, area_km2)
+
+
+def area_covers(geojson: Any, *, lat: float, lng: float) -> bool:
+    """Whether a stored (checked) area covers the point, its border included: the same answer
+    as the spatial shards' search gives."""
+    geometry = shapely.geometry.shape(geojson)
+    return bool(shapely.intersects_xy(geometry, lng, lat))
 
 
 def haversine_m(lat1: Any, lng1: Any, lat2: Any, lng2: Any) -> Any:

@@ -30,6 +30,7 @@ from core.bookings import (
     BookingError,
     BookingState,
     Party,
+    Place,
     Quote,
     cancellation_outcome,
     check_final_hours,
@@ -45,6 +46,7 @@ from core.bookings import (
 from core.clock import utcnow
 from core.errors import Conflict, Forbidden, Invalid, NotFound
 from core.events import EventType
+from core.geometry import area_covers
 from core.ids import new_id
 from core.pagination import decode_cursor, encode_cursor
 from core.payments import PaymentStatus
@@ -56,6 +58,7 @@ from storage.models import (
     BookingTransition,
     CleanerProfile,
     CleanerService,
+    ServiceArea,
     ServiceType,
     User,
 )
@@ -113,6 +116,18 @@ async def _bookable(cleaner_id: UUID, service: str) -> tuple[CleanerProfile, Ser
     return profile, kind, offer.hourly_rate_minor
 
 
+async def _check_served(cleaner_id: UUID, place: Place) -> None:
+    """The address must lie in the cleaner's service area (search offers only such cleaners;
+    a booking made by id is held to the same rule), so its coordinates are required."""
+    if place.lat is None or place.lng is None:
+        raise Invalid("send the address's coordinates (lat and lng): they tell whether the cleaner "
+                      "serves it", field="lat")
+    area = await ServiceArea.get_or_none(cleaner_id=cleaner_id)
+    if area is None or not area_covers(area.geojson, lat=place.lat, lng=place.lng):
+        raise Invalid("this cleaner does not serve this address (it is outside their service area)",
+                      field="lat", code=BookingError.OUTSIDE_SERVICE_AREA)
+
+
 def _quote(kind: ServiceType, rate_minor: int, hours: Decimal, settings: Settings) -> Quote:
     return quote_price(hourly_rate_minor=rate_minor, hours=hours, min_duration_minutes=kind.min_duration_minutes,
                        take_rate_bp=settings.booking_take_rate_bp, tax_rate_bp=settings.booking_tax_rate_bp,
@@ -168,6 +183,7 @@ async def create_booking(*, actor: User, request: BookingRequest, settings: Sett
     place = check_place(address=request.address, lat=request.lat, lng=request.lng, city=request.city)
     notes = check_notes(request.notes)
     profile, kind, rate = await _bookable(request.cleaner_id, request.service)
+    await _check_served(request.cleaner_id, place)
     quote = _quote(kind, rate, request.hours, settings)
     end = start + timedelta(minutes=int(request.hours * 60))
     booking_id, intent_id = new_id(), None

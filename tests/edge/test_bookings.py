@@ -140,6 +140,27 @@ async def test_bad_bookings_are_422_naming_the_field(api, db, settings, make_acc
     assert_problem(response, 422, field=field)
 
 
+async def test_a_cleaner_is_booked_only_at_an_address_in_their_service_area(api, db, settings, make_account):
+    # given a cleaner serving central London and a client
+    cleaner, client = await bookable(make_account, settings), make_account(role="client")
+
+    def book(**where):
+        return api.post("/api/v1/bookings", headers=client.auth, json=booking_body(cleaner, tomorrow_at(9), **where))
+
+    # when the client books them in Paris, or without saying where the address is
+    # then both are refused, nothing is written, and the problem says why
+    assert_problem(book(address="1 Rue de Rivoli, Paris", lat=48.8566, lng=2.3522), 422,
+                   code="outside_service_area", field="lat")
+    assert_problem(book(lat=None, lng=None), 422, field="lat")
+    assert api.get("/api/v1/bookings", headers=client.auth).json()["data"] == []
+    # and a point on the area's very border counts as served (as search counts it)
+    assert book(lat=51.5, lng=-0.5).status_code == 201
+    # and once the cleaner has no area at all, nobody can book them
+    assert api.delete("/api/v1/cleaner/service-area", headers=cleaner.auth).status_code in (200, 204)
+    assert_problem(api.post("/api/v1/bookings", headers=client.auth, json=booking_body(cleaner, tomorrow_at(15))),
+                   422, code="outside_service_area")
+
+
 async def test_only_clients_book(api, db, settings, make_account):
     cleaner = await bookable(make_account, settings)
     assert_problem(api.post("/api/v1/bookings", headers=cleaner.auth, json=booking_body(cleaner, tomorrow_at(9))),

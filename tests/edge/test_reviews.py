@@ -14,9 +14,11 @@ from tests.edge.test_supply import assert_problem
 from tests.storage.test_bookings import make_user, tomorrow_at
 
 
-def completed(api, client, cleaner, *, days: int = 1, hour: int = 9) -> str:
-    """A booking of `client` with `cleaner`, taken from request to completion over the API."""
-    made = api.post("/api/v1/bookings", headers=client.auth, json=booking_body(cleaner, tomorrow_at(hour, days=days)))
+def completed(api, client, cleaner, *, days: int = 1, hour: int = 9, **where) -> str:
+    """A booking of `client` with `cleaner` (at `where`'s lat and lng, when given), taken from
+    request to completion over the API."""
+    made = api.post("/api/v1/bookings", headers=client.auth,
+                    json=booking_body(cleaner, tomorrow_at(hour, days=days), **where))
     assert made.status_code == 201, made.text
     booking_id = made.json()["booking"]["id"]
     for move in ("accept", "on-the-way", "start", "complete"):
@@ -160,7 +162,8 @@ async def test_ratings_rank_search_and_a_hidden_review_leaves_the_rating_and_the
     for cleaner, area in ((near, square(lat, lng)), (far, square(lat + 0.04, lng, 0.08))):
         assert api.put("/api/v1/cleaner/service-area", headers=cleaner.auth, json=area).status_code == 200
     client = make_account(role="client")
-    near_booking, far_booking = completed(api, client, near), completed(api, client, far, hour=14)
+    near_booking = completed(api, client, near, lat=lat, lng=lng)
+    far_booking = completed(api, client, far, hour=14, lat=lat, lng=lng)
     assert review(api, client, near_booking, rating=4).status_code == 201
     far_review = review(api, client, far_booking, rating=5, text="rude words").json()["review"]
     # when a client searches there

@@ -13,7 +13,7 @@ from core.availability import WeeklyInterval
 from core.clock import utcnow
 from core.errors import Conflict, Forbidden, Invalid, NotFound
 from core.supply import OfferedService
-from storage import accounts, bookings, supply
+from storage import accounts, bookings, service_areas, supply
 from storage.db import asyncpg_dsn
 from storage.files import file_store
 from storage.models import AuditLog, Booking, BookingTransition, OutboxEvent, User
@@ -21,6 +21,8 @@ from tests.conftest import STRONG_PASSWORD, unique_email
 from tests.core.test_supply import pdf_bytes
 
 ALL_WEEK = [WeeklyInterval(day, 0, 1440) for day in range(7)]
+# Central London, about 45 × 55 km: every address the booking tests use lies in it.
+LONDON = {"type": "Polygon", "coordinates": [[[-0.5, 51.3], [0.3, 51.3], [0.3, 51.7], [-0.5, 51.7], [-0.5, 51.3]]]}
 
 
 async def make_user(settings, role: str) -> User:
@@ -35,6 +37,7 @@ async def make_bookable(cleaner: User, settings, *, rate_minor: int = 2000, buff
                                 travel_buffer_minutes=buffer_minutes,
                                 services=[OfferedService("standard", rate_minor)])
     await supply.replace_availability(actor=cleaner, rules=schedule, exceptions=[])
+    await service_areas.set_service_area(actor=cleaner, geojson=LONDON, settings=settings)
     await supply.submit_verification_document(actor=cleaner, data=pdf_bytes(), settings=settings,
                                               store=file_store(settings))
     staff = await make_user(settings, "admin")

@@ -304,7 +304,8 @@ async def make_world(stack: Stack, nodes: dict[str, str], victim: str) -> World:
     client = await make_user(s, "client")
     for day in range(1, 17):
         booking = await bookings.create_booking(actor=client, settings=s,
-                                                request=request_for(cleaner, tomorrow_at(9, days=day)))
+                                                request=request_for(cleaner, tomorrow_at(9, days=day),
+                                                                    lat=lat, lng=lng))
         if "conversations" not in kinds or doomed(s.conversation_shard_prefix,
                                                   stack.chat.shard_of(str(booking.id)), 2):
             break

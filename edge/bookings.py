@@ -14,7 +14,7 @@ from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
 from core.accounts import Role
-from core.bookings import Party, Quote, navigation_links, parse_hours
+from core.bookings import BookingState, Party, Quote, navigation_links, parse_hours
 from core.errors import Invalid, NotFound
 from core.pagination import parse_limit
 from core.settings import Settings
@@ -23,7 +23,14 @@ from edge.auth import authenticated, current_session
 from edge.responses import BookingAnswer, BookingPage, QuoteAnswer, json_response
 from edge.staff import parse_uuid
 from edge.supply import money
-from edge.validation import Body, openapi_body, parse_body
+from edge.validation import (
+    CURSOR_PARAMETER,
+    LIMIT_PARAMETER,
+    Body,
+    RawSchema,
+    openapi_body,
+    parse_body,
+)
 from storage import bookings
 from storage.models import Booking, BookingTransition, User
 
@@ -156,6 +163,10 @@ async def create(request: Request) -> HTTPResponse:
 @bp.get("")
 @openapi.definition(summary="Your bookings, latest start first (?state=, ?cursor=, ?limit=)", tag="bookings")
 @openapi.response(200, json_response(BookingPage), "one page of bookings")
+@openapi.parameter("state", RawSchema({"type": "string", "enum": list(BookingState)}), "query",
+                   description="only bookings in this state; omitted or empty: all")
+@openapi.parameter("cursor", CURSOR_PARAMETER, "query", description="next_cursor of the previous page")
+@openapi.parameter("limit", LIMIT_PARAMETER, "query", description="1 to 100; omitted or empty: 20")
 @authenticated()
 async def list_mine(request: Request) -> HTTPResponse:
     user = current_session(request).user

@@ -30,7 +30,15 @@ from edge.responses import (
 )
 from edge.staff import parse_uuid
 from edge.supply import read_upload, store_of
-from edge.validation import Body, parse_body
+from edge.validation import (
+    CURSOR_PARAMETER,
+    LIMIT_PARAMETER,
+    Body,
+    RawSchema,
+    openapi_body,
+    openapi_upload,
+    parse_body,
+)
 from storage import attachments, chat
 
 bp = Blueprint("chat", url_prefix="/api/v1/conversations")
@@ -80,6 +88,8 @@ def optional_seq(request: Request, name: str) -> int | None:
 @openapi.definition(summary="Your conversations (one per booking), most recently active first",
                     tag="chat")
 @openapi.response(200, json_response(ConversationPage), "one page of conversations")
+@openapi.parameter("cursor", CURSOR_PARAMETER, "query", description="next_cursor of the previous page")
+@openapi.parameter("limit", LIMIT_PARAMETER, "query", description="1 to 100; omitted or empty: 20")
 @authenticated()
 async def list_conversations(request: Request) -> HTTPResponse:
     conversations, next_cursor = await chat.list_conversations(
@@ -91,6 +101,11 @@ async def list_conversations(request: Request) -> HTTPResponse:
 @openapi.definition(summary="A page of messages in seq order (?after_seq=, ?before_seq=, ?limit=)",
                     tag="chat")
 @openapi.response(200, json_response(MessageList), "the messages")
+@openapi.parameter("after_seq", RawSchema({"type": "integer", "minimum": 0}), "query",
+                   description="only messages after this seq, oldest first")
+@openapi.parameter("before_seq", RawSchema({"type": "integer", "minimum": 1}), "query",
+                   description="only messages before this seq")
+@openapi.parameter("limit", LIMIT_PARAMETER, "query", description="1 to 100; omitted or empty: 20")
 @authenticated()
 async def list_messages(request: Request, raw_id: str) -> HTTPResponse:
     cid = conversation_id(raw_id)
@@ -104,7 +119,7 @@ async def list_messages(request: Request, raw_id: str) -> HTTPResponse:
 
 @bp.post("/<raw_id>/messages")
 @openapi.definition(summary="Send a message; a retry with the same client_msg_id answers the first",
-                    tag="chat")
+                    body=openapi_body(SendBody), tag="chat")
 @openapi.response(201, json_response(MessageAnswer), "sent")
 @openapi.response(200, json_response(MessageAnswer), "sent before with this client_msg_id")
 @authenticated()
@@ -121,7 +136,8 @@ async def send_message(request: Request, raw_id: str) -> HTTPResponse:
 
 @bp.post("/<raw_id>/attachments", stream=True)
 @openapi.definition(summary="Upload an image (multipart field 'file': JPEG, PNG or WebP) to send with a "
-                            "message as its attachment_id; the conversation's parties only", tag="chat")
+                            "message as its attachment_id; the conversation's parties only",
+                    body=openapi_upload("file", "the image: JPEG, PNG or WebP"), tag="chat")
 @openapi.response(201, json_response(AttachmentUploaded), "stored; send its id with a message")
 @authenticated()
 async def upload_attachment(request: Request, raw_id: str) -> HTTPResponse:
@@ -137,6 +153,7 @@ async def upload_attachment(request: Request, raw_id: str) -> HTTPResponse:
 @openapi.definition(summary="Download a processed chat image, or a WebP thumbnail with ?size= "
                             "(parties and admins); 409 until processed", tag="chat")
 @openapi.response(200, IMAGE_FILE, "the EXIF-free image (its own type), or a WebP thumbnail")
+@openapi.parameter("size", str, "query", description="a thumbnail width the attachment lists; omitted: the image")
 @authenticated()
 async def download_attachment(request: Request, raw_id: str, attachment_id: str) -> HTTPResponse:
     try:
@@ -152,7 +169,7 @@ async def download_attachment(request: Request, raw_id: str, attachment_id: str)
 
 
 @bp.post("/<raw_id>/read")
-@openapi.definition(summary="Move your read cursor forward to seq", tag="chat")
+@openapi.definition(summary="Move your read cursor forward to seq", body=openapi_body(ReadBody), tag="chat")
 @openapi.response(200, json_response(ReadAnswer), "your read cursor (it never moves back)")
 @authenticated()
 async def mark_read(request: Request, raw_id: str) -> HTTPResponse:

@@ -10,9 +10,10 @@ from sanic.response import HTTPResponse, empty, json
 from sanic_ext import openapi
 
 from core.errors import Invalid
+from core.events import PushCategory
 from edge.auth import authenticated, current_session
 from edge.responses import Device, NotificationPreferences, json_response, no_content
-from edge.validation import Body, openapi_body, parse_body
+from edge.validation import Body, openapi_body, openapi_content, parse_body
 from storage import devices
 
 bp = Blueprint("devices", url_prefix="/api/v1/me")
@@ -56,7 +57,9 @@ async def get_preferences(request: Request) -> HTTPResponse:
 
 
 @bp.put("/notification-preferences")
-@openapi.definition(summary="Switch push categories on or off ({category: bool})", tag="notifications")
+@openapi.definition(summary="Switch push categories on or off ({category: bool})", tag="notifications",
+                    body=openapi_content({"type": "object", "additionalProperties": False, "properties": {
+                        category: {"type": "boolean"} for category in PushCategory}}))
 @openapi.response(200, json_response(NotificationPreferences), "every category, after the change")
 @authenticated()
 async def put_preferences(request: Request) -> HTTPResponse:

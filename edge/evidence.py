@@ -18,6 +18,7 @@ from edge.auth import authenticated, current_session
 from edge.responses import IMAGE_FILE, EvidenceAnswer, EvidencePage, json_response
 from edge.staff import parse_uuid
 from edge.supply import read_upload, store_of
+from edge.validation import CURSOR_PARAMETER, LIMIT_PARAMETER, openapi_upload
 from storage import evidence as evidence_store
 from storage.models import BookingEvidence
 
@@ -44,7 +45,8 @@ def evidence_json(row: BookingEvidence) -> dict[str, Any]:
 
 @bp.post("/<booking_id:str>/evidence", stream=True)
 @openapi.definition(summary="Add a completion photo (multipart field 'photo': JPEG, PNG or WebP) while the "
-                            "booking is in progress; the booking's cleaner only", tag="bookings")
+                            "booking is in progress; the booking's cleaner only",
+                    body=openapi_upload("photo", "the photo: JPEG, PNG or WebP"), tag="bookings")
 @openapi.response(201, json_response(EvidenceAnswer), "stored; waits for processing")
 @authenticated()
 async def upload(request: Request, booking_id: str) -> HTTPResponse:
@@ -61,6 +63,8 @@ async def upload(request: Request, booking_id: str) -> HTTPResponse:
 @openapi.definition(summary="A booking's completion photos, oldest first, with thumbnail URLs once "
                             "processed (parties and staff)", tag="bookings")
 @openapi.response(200, json_response(EvidencePage), "one page of photos")
+@openapi.parameter("cursor", CURSOR_PARAMETER, "query", description="next_cursor of the previous page")
+@openapi.parameter("limit", LIMIT_PARAMETER, "query", description="1 to 100; omitted or empty: 20")
 @authenticated()
 async def list_evidence(request: Request, booking_id: str) -> HTTPResponse:
     rows, next_cursor = await evidence_store.list_evidence(
@@ -73,6 +77,7 @@ async def list_evidence(request: Request, booking_id: str) -> HTTPResponse:
 @openapi.definition(summary="Download a processed completion photo, or a WebP thumbnail with ?size= "
                             "(parties and staff)", tag="bookings")
 @openapi.response(200, IMAGE_FILE, "the EXIF-free photo (its own type), or a WebP thumbnail")
+@openapi.parameter("size", str, "query", description="a thumbnail width the photo lists; omitted: the photo")
 @authenticated()
 async def download(request: Request, booking_id: str, evidence_id: str) -> HTTPResponse:
     row, content_type, data = await evidence_store.read_evidence_file(

@@ -21,7 +21,7 @@ from edge.responses import (
     json_response,
 )
 from edge.staff import parse_uuid
-from edge.validation import Body, openapi_body, parse_body
+from edge.validation import Body, openapi_body, openapi_content, parse_body
 from storage import payments
 
 bp = Blueprint("payments", url_prefix="/api/v1")
@@ -65,7 +65,10 @@ async def refund(request: Request, booking_id: str) -> HTTPResponse:
 
 
 @bp.post("/webhooks/stripe")
-@openapi.definition(summary="Stripe's webhook endpoint (signed with the endpoint secret)", tag="payments")
+@openapi.definition(summary="Stripe's webhook endpoint (signed with the endpoint secret)", tag="payments",
+                    body=openapi_content({"type": "object", "description": "a Stripe event, as Stripe sends it"}))
+@openapi.parameter("Stripe-Signature", str, "header", required=True,
+                   description="Stripe's signature of the raw body (t=…,v1=…)")
 @openapi.response(200, json_response(WebhookReceived), "received (a duplicate is acknowledged too)")
 async def stripe_webhook(request: Request) -> HTTPResponse:
     event_id, new = await payments.receive_webhook(

@@ -28,6 +28,7 @@ from core.settings import Settings
 from edge.auth import authenticated
 from edge.responses import SearchPage, json_response
 from edge.supply import photo_urls
+from edge.validation import CURSOR_PARAMETER, LIMIT_PARAMETER, RawSchema
 from storage.search import load_candidates
 from storage.supply import service_offered_at_all
 
@@ -52,6 +53,9 @@ def _start(raw: str) -> datetime:
         raise Invalid("must be an ISO 8601 date-time with a time zone", field="start") from None
     if start.tzinfo is None:
         raise Invalid("must include a time zone offset, e.g. 2026-05-01T09:00:00Z", field="start")
+    # Year 1 or 9999 would overflow when moved to UTC or when the window's hours are added.
+    if not 2 <= start.year <= 9998:
+        raise Invalid("must be a date-time between years 2 and 9998", field="start")
     return start.astimezone(UTC)
 
 
@@ -59,6 +63,18 @@ def _start(raw: str) -> datetime:
 @openapi.definition(summary="Find verified cleaners serving a point, optionally free for a window",
                     tag="search")
 @openapi.response(200, json_response(SearchPage), "one page of cleaners, best first")
+@openapi.parameter("lat", RawSchema({"type": "number", "minimum": -90, "maximum": 90}), "query",
+                   required=True, description="latitude of the point to serve, WGS84")
+@openapi.parameter("lng", RawSchema({"type": "number", "minimum": -180, "maximum": 180}), "query",
+                   required=True, description="longitude of the point to serve, WGS84")
+@openapi.parameter("service", RawSchema({"type": "string", "maxLength": 40}), "query",
+                   description="a service id from GET /api/v1/services; omitted or empty: any service")
+@openapi.parameter("start", RawSchema({"type": "string", "format": "date-time"}), "query",
+                   description="ISO 8601 start of the window, with a time zone; needs hours")
+@openapi.parameter("hours", RawSchema({"type": "number", "minimum": 0.25, "multipleOf": 0.25}), "query",
+                   description="length of the window: a multiple of 0.25, at most 12 by default (with start)")
+@openapi.parameter("cursor", CURSOR_PARAMETER, "query", description="next_cursor of the previous page")
+@openapi.parameter("limit", LIMIT_PARAMETER, "query", description="1 to 100; omitted or empty: 20")
 @authenticated()
 async def search_cleaners(request: Request) -> HTTPResponse:
     settings: Settings = request.app.ctx.settings

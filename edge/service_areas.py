@@ -18,6 +18,7 @@ from core.errors import Invalid
 from core.settings import Settings
 from edge.auth import authenticated, current_session
 from edge.responses import ServiceArea, json_response, no_content
+from edge.validation import openapi_content
 from storage import service_areas
 from storage.service_areas import AreaChange
 
@@ -33,6 +34,21 @@ async def tell_shards(request: Request, change: AreaChange) -> None:
         log.exception("spatial shards did not take the change of %s", change.cleaner_id)
 
 
+_POSITION = {"type": "array", "minItems": 2, "maxItems": 3, "items": {"type": "number"},
+             "description": "[longitude, latitude], an altitude is ignored"}
+_RING = {"type": "array", "minItems": 4, "items": _POSITION,
+         "description": "closed: the last position repeats the first"}
+_POLYGON = {"type": "object", "required": ["type", "coordinates"], "properties": {
+    "type": {"enum": ["Polygon"]}, "coordinates": {"type": "array", "minItems": 1, "items": _RING}}}
+_MULTIPOLYGON = {"type": "object", "required": ["type", "coordinates"], "properties": {
+    "type": {"enum": ["MultiPolygon"]},
+    "coordinates": {"type": "array", "minItems": 1, "items": {"type": "array", "minItems": 1, "items": _RING}}}}
+AREA_BODY = {"description": "a GeoJSON Polygon or MultiPolygon (RFC 7946), or a Feature holding one",
+             "oneOf": [_POLYGON, _MULTIPOLYGON, {
+                 "type": "object", "required": ["type", "geometry"], "properties": {
+                     "type": {"enum": ["Feature"]}, "geometry": {"oneOf": [_POLYGON, _MULTIPOLYGON]}}}]}
+
+
 def _geometry(payload: Any) -> Any:
     if isinstance(payload, dict) and payload.get("type") == "Feature":
         return payload.get("geometry")
@@ -43,7 +59,7 @@ def _geometry(payload: Any) -> Any:
 
 @bp.put("/cleaner/service-area")
 @openapi.definition(summary="Set your service area (GeoJSON Polygon or MultiPolygon, WGS84)",
-                    tag="supply")
+                    body=openapi_content(AREA_BODY), tag="supply")
 @openapi.response(200, json_response(ServiceArea), "your area, as stored")
 @authenticated(Role.CLEANER)
 async def put_service_area(request: Request) -> HTTPResponse:

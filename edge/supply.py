@@ -17,7 +17,13 @@ from core.availability import MAX_EXCEPTIONS, MAX_WEEKLY_INTERVALS, DatedExcepti
 from core.errors import Invalid
 from core.pagination import parse_limit
 from core.reviews import shown_average
-from core.supply import EXTENSIONS, OfferedService, UnsupportedUpload, UploadTooLarge
+from core.supply import (
+    EXTENSIONS,
+    OfferedService,
+    UnsupportedUpload,
+    UploadTooLarge,
+    VerificationStatus,
+)
 from edge.accounts import settings_of
 from edge.auth import authenticated, current_session
 from edge.responses import (
@@ -33,7 +39,15 @@ from edge.responses import (
     json_response,
 )
 from edge.staff import parse_uuid
-from edge.validation import Body, openapi_body, parse_body
+from edge.validation import (
+    CURSOR_PARAMETER,
+    LIMIT_PARAMETER,
+    Body,
+    RawSchema,
+    openapi_body,
+    openapi_upload,
+    parse_body,
+)
 from storage import supply
 from storage.files import FileStore, file_store
 from storage.models import CleanerProfile, ServiceType, VerificationDocument
@@ -204,6 +218,7 @@ async def list_services(request: Request) -> HTTPResponse:
 @openapi.definition(summary="A verified cleaner's profile photo, or a WebP thumbnail with ?size= "
                             "(EXIF-free; 404 until processed)", tag="supply")
 @openapi.response(200, IMAGE_FILE, "the EXIF-free photo (its own type), or a WebP thumbnail")
+@openapi.parameter("size", str, "query", description="a thumbnail width the profile lists; omitted: the photo")
 async def cleaner_photo(request: Request, cleaner_id: str) -> HTTPResponse:
     profile, content_type, data = await supply.read_public_photo(
         parse_uuid(cleaner_id, field="cleaner_id"), size=request.args.get("size"), store=store_of(request))
@@ -241,7 +256,7 @@ async def put_profile(request: Request) -> HTTPResponse:
 
 @cleaner.post("/profile/photo", stream=True)
 @openapi.definition(summary="Upload a profile photo (multipart field 'photo': JPEG, PNG or WebP)",
-                    tag="supply")
+                    body=openapi_upload("photo", "the photo: JPEG, PNG or WebP"), tag="supply")
 @openapi.response(200, json_response(ProfileAnswer), "your profile; the photo waits for processing")
 @authenticated(Role.CLEANER)
 async def upload_photo(request: Request) -> HTTPResponse:
@@ -264,7 +279,7 @@ async def get_verification(request: Request) -> HTTPResponse:
 
 @cleaner.post("/verification", stream=True)
 @openapi.definition(summary="Send an identity document (multipart field 'document': JPEG, PNG, WebP or PDF)",
-                    tag="supply")
+                    body=openapi_upload("document", "the document: JPEG, PNG, WebP or PDF"), tag="supply")
 @openapi.response(201, json_response(DocumentSent), "the document, waiting for review")
 @authenticated(Role.CLEANER)
 async def submit_verification(request: Request) -> HTTPResponse:
@@ -312,6 +327,10 @@ async def put_availability(request: Request) -> HTTPResponse:
 @review.get("")
 @openapi.definition(summary="Cleaners by verification status, longest-waiting first", tag="admin")
 @openapi.response(200, json_response(ReviewQueuePage), "one page of cleaners")
+@openapi.parameter("verification", RawSchema({"type": "string", "enum": list(VerificationStatus)}), "query",
+                   description="the status to list; omitted: pending")
+@openapi.parameter("cursor", CURSOR_PARAMETER, "query", description="next_cursor of the previous page")
+@openapi.parameter("limit", LIMIT_PARAMETER, "query", description="1 to 100; omitted or empty: 20")
 @authenticated(Role.ADMIN)
 async def list_for_review(request: Request) -> HTTPResponse:
     entries, next_cursor = await supply.list_cleaners_for_review(

@@ -110,3 +110,14 @@ class RawSchema(Schema):
 LIMIT_PARAMETER = RawSchema({"anyOf": [{"type": "integer", "minimum": 1, "maximum": 100},
                                        {"type": "string", "maxLength": 0}]})
 CURSOR_PARAMETER = RawSchema({"type": "string", "maxLength": 512})
+
+
+def openapi_content(schema: dict[str, Any], *media_types: str) -> dict[str, Any]:
+    """The request-body schema, for handlers that read a body without a `Body` model."""
+    return {media_type: schema for media_type in media_types or ("application/json",)}
+
+
+def openapi_upload(field: str, description: str) -> dict[str, Any]:
+    """The request-body schema of an upload: one file in the multipart/form-data field `field`."""
+    return openapi_content({"type": "object", "required": [field], "properties": {
+        field: {"type": "string", "format": "binary", "description": description}}}, "multipart/form-data")

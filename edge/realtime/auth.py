@@ -26,11 +26,18 @@ from edge.realtime import errors as ws_errors
 from edge.realtime.signing import channel_auth
 from edge.responses import ChannelAuth
 from edge.responses import json_response as documented_json
+from edge.validation import openapi_content
 from storage.chat import load_booking_parties
 
 bp = Blueprint("realtime_auth", url_prefix="/api/v1/broadcasting")
 
 _SOCKET_ID = re.compile(r"^\d{1,20}\.\d{1,20}$")
+AUTH_FIELDS = {"type": "object", "required": ["socket_id", "channel_name"], "properties": {
+    "socket_id": {"type": "string", "pattern": "^[0-9]{1,20}\\.[0-9]{1,20}$",
+                  "description": "the socket's id, from pusher:connection_established"},
+    "channel_name": {"type": "string", "description": "a private-… or presence-… channel"},
+    "app_id": {"type": "string", "description": "the realtime app; omitted or empty: the first configured"},
+}}
 
 
 def _fields(request: Request) -> dict[str, Any]:
@@ -55,6 +62,7 @@ def _app(request: Request, app_id: Any) -> RealtimeApp:
 @bp.post("/auth")
 @openapi.definition(summary="Sign a socket's subscription to a private or presence channel "
                             "(form fields or JSON: socket_id, channel_name, app_id)",
+                    body=openapi_content(AUTH_FIELDS, "application/x-www-form-urlencoded", "application/json"),
                     tag="realtime")
 @openapi.response(200, documented_json(ChannelAuth), "the signature, as pusher-js expects it")
 @authenticated()

@@ -23,12 +23,25 @@ from edge.realtime import errors as ws_errors
 from edge.realtime.signing import request_signature_valid
 from edge.responses import PusherBatch, PusherEmpty
 from edge.responses import json_response as documented_json
+from edge.validation import openapi_content
 
 bp = Blueprint("realtime_events_api", url_prefix="/apps")
 
 MAX_CHANNELS_PER_EVENT = 100
 MAX_BATCH = 10
 MAX_EVENT_NAME = 200
+_EVENT_FIELDS = {
+    "name": {"type": "string", "minLength": 1, "maxLength": MAX_EVENT_NAME},
+    "data": {"type": "string", "description": "the payload; JSON-encode objects"},
+    "channel": {"type": "string"},
+    "socket_id": {"type": "string", "description": "a socket not to send the event to"},
+}
+EVENT_BODY = {"type": "object", "required": ["name", "data"], "properties": {
+    **_EVENT_FIELDS, "channels": {"type": "array", "minItems": 1, "maxItems": MAX_CHANNELS_PER_EVENT,
+                                  "items": {"type": "string"}, "description": "or a single channel"}}}
+BATCH_BODY = {"type": "object", "required": ["batch"], "properties": {"batch": {
+    "type": "array", "minItems": 1, "maxItems": MAX_BATCH,
+    "items": {"type": "object", "required": ["name", "data", "channel"], "properties": _EVENT_FIELDS}}}}
 
 
 def _signed_app(request: Request, app_id: str) -> RealtimeApp:
@@ -93,7 +106,14 @@ def _body(request: Request) -> Any:
 
 
 @bp.post("/<app_id>/events")
-@openapi.definition(summary="Pusher HTTP events API: trigger an event (signed)", tag="realtime")
+@openapi.definition(summary="Pusher HTTP events API: trigger an event (signed)", tag="realtime",
+                    body=openapi_content(EVENT_BODY))
+@openapi.parameter("auth_key", str, "query", required=True, description="the app's key")
+@openapi.parameter("auth_timestamp", str, "query", required=True, description="Unix seconds, close to the server's clock")
+@openapi.parameter("auth_version", str, "query", required=True, description="1.0")
+@openapi.parameter("body_md5", str, "query", description="hex MD5 of the body; required with a body")
+@openapi.parameter("auth_signature", str, "query", required=True,
+                   description="hex HMAC-SHA256 of the request, as Pusher's server libraries sign it")
 @openapi.response(200, documented_json(PusherEmpty), "published (Pusher answers an empty object)")
 async def trigger(request: Request, app_id: str) -> HTTPResponse:
     app = _signed_app(request, app_id)
@@ -103,7 +123,13 @@ async def trigger(request: Request, app_id: str) -> HTTPResponse:
 
 @bp.post("/<app_id>/batch_events")
 @openapi.definition(summary="Pusher HTTP events API: trigger up to 10 events (signed)",
-                    tag="realtime")
+                    tag="realtime", body=openapi_content(BATCH_BODY))
+@openapi.parameter("auth_key", str, "query", required=True, description="the app's key")
+@openapi.parameter("auth_timestamp", str, "query", required=True, description="Unix seconds, close to the server's clock")
+@openapi.parameter("auth_version", str, "query", required=True, description="1.0")
+@openapi.parameter("body_md5", str, "query", description="hex MD5 of the body; required with a body")
+@openapi.parameter("auth_signature", str, "query", required=True,
+                   description="hex HMAC-SHA256 of the request, as Pusher's server libraries sign it")
 @openapi.response(200, documented_json(PusherBatch), "published: an empty object per event")
 async def trigger_batch(request: Request, app_id: str) -> HTTPResponse:
     app = _signed_app(request, app_id)

@@ -30,3 +30,31 @@ def test_openapi_document_lists_the_account_endpoints_with_body_schemas(api):
     register = paths["/api/v1/auth/register"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert set(register["required"]) >= {"email", "password", "name", "role"}
     assert paths["/api/v1/me"]["get"]["security"] == [{"token": []}]
+
+
+
+def test_openapi_document_lists_query_parameters_and_request_bodies(api):
+    paths = api.get("/api/v1/docs/openapi.json").json()["paths"]
+
+    def query(path):
+        return {p["name"] for p in paths[path]["get"].get("parameters", []) if p["in"] == "query"}
+
+    def body(path, method="post", media_type="application/json"):
+        return paths[path][method]["requestBody"]["content"][media_type]["schema"]
+
+    search = {p["name"]: p for p in paths["/api/v1/cleaners/search"]["get"]["parameters"]}
+    assert set(search) >= {"lat", "lng", "service", "start", "hours", "cursor", "limit"}
+    assert search["lat"]["required"] and search["lng"]["required"]
+    assert set(body("/api/v1/conversations/{raw_id}/messages")["properties"]) == {
+        "client_msg_id", "body", "attachment_id"}
+    assert body("/api/v1/conversations/{raw_id}/messages")["required"] == ["client_msg_id"]
+    assert set(body("/api/v1/conversations/{raw_id}/read")["properties"]) == {"seq"}
+    for media_type in ("application/x-www-form-urlencoded", "application/json"):
+        auth = body("/api/v1/broadcasting/auth", media_type=media_type)
+        assert set(auth["required"]) == {"socket_id", "channel_name"}
+    area = body("/api/v1/cleaner/service-area", method="put")
+    assert {kind["properties"]["type"]["enum"][0] for kind in area["oneOf"]} == {"Polygon", "MultiPolygon", "Feature"}
+    upload = body("/api/v1/conversations/{raw_id}/attachments", media_type="multipart/form-data")
+    assert upload["required"] == ["file"] and upload["properties"]["file"]["format"] == "binary"
+    assert query("/api/v1/conversations/{raw_id}/messages") >= {"after_seq", "before_seq", "limit"}
+

@@ -154,6 +154,8 @@ def test_bad_search_parameters_are_422s(api, make_account):
                           ({"lat": "0", "lng": "0", "start": "2026-01-01T10:00:00Z"}, "hours"),
                           ({"lat": "0", "lng": "0", "start": "2026-01-01T10:00:00", "hours": "2"}, "start"),
                           ({"lat": "0", "lng": "0", "start": "2026-01-01T10:00:00Z", "hours": "0.1"}, "hours"),
+                          ({"lat": "0", "lng": "0", "start": "9999-12-31T23:00:00Z", "hours": "2"}, "start"),
+                          ({"lat": "0", "lng": "0", "start": "0001-01-01T00:30:00+01:00", "hours": "2"}, "start"),
                           ({"lat": "0", "lng": "0", "cursor": "!!"}, "cursor"),
                           ({"lat": "0", "lng": "0", "service": "standard-clean"}, "service"),
                           ({"lat": "51.5", "lng": "-0.12", "service": "no-such-service"}, "service")]:

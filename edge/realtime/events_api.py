@@ -105,15 +105,21 @@ def _body(request: Request) -> Any:
         raise Invalid("the body must be JSON", field="body") from None
 
 
+def signed_query(handler: Any) -> Any:
+    """Document the query parameters that sign a request the way Pusher's server libraries do."""
+    for name, description in reversed((
+            ("auth_key", "the app's key"), ("auth_timestamp", "Unix seconds, close to the server's clock"),
+            ("auth_version", "1.0"), ("body_md5", "hex MD5 of the body; required with a body"),
+            ("auth_signature", "hex HMAC-SHA256 of the request, as Pusher's server libraries sign it"))):
+        handler = openapi.parameter(name, str, "query", required=name != "body_md5",
+                                    description=description)(handler)
+    return handler
+
+
 @bp.post("/<app_id>/events")
 @openapi.definition(summary="Pusher HTTP events API: trigger an event (signed)", tag="realtime",
                     body=openapi_content(EVENT_BODY))
-@openapi.parameter("auth_key", str, "query", required=True, description="the app's key")
-@openapi.parameter("auth_timestamp", str, "query", required=True, description="Unix seconds, close to the server's clock")
-@openapi.parameter("auth_version", str, "query", required=True, description="1.0")
-@openapi.parameter("body_md5", str, "query", description="hex MD5 of the body; required with a body")
-@openapi.parameter("auth_signature", str, "query", required=True,
-                   description="hex HMAC-SHA256 of the request, as Pusher's server libraries sign it")
+@signed_query
 @openapi.response(200, documented_json(PusherEmpty), "published (Pusher answers an empty object)")
 async def trigger(request: Request, app_id: str) -> HTTPResponse:
     app = _signed_app(request, app_id)
@@ -124,12 +130,7 @@ async def trigger(request: Request, app_id: str) -> HTTPResponse:
 @bp.post("/<app_id>/batch_events")
 @openapi.definition(summary="Pusher HTTP events API: trigger up to 10 events (signed)",
                     tag="realtime", body=openapi_content(BATCH_BODY))
-@openapi.parameter("auth_key", str, "query", required=True, description="the app's key")
-@openapi.parameter("auth_timestamp", str, "query", required=True, description="Unix seconds, close to the server's clock")
-@openapi.parameter("auth_version", str, "query", required=True, description="1.0")
-@openapi.parameter("body_md5", str, "query", description="hex MD5 of the body; required with a body")
-@openapi.parameter("auth_signature", str, "query", required=True,
-                   description="hex HMAC-SHA256 of the request, as Pusher's server libraries sign it")
+@signed_query
 @openapi.response(200, documented_json(PusherBatch), "published: an empty object per event")
 async def trigger_batch(request: Request, app_id: str) -> HTTPResponse:
     app = _signed_app(request, app_id)

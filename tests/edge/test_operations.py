@@ -57,4 +57,8 @@ def test_openapi_document_lists_query_parameters_and_request_bodies(api):
     upload = body("/api/v1/conversations/{raw_id}/attachments", media_type="multipart/form-data")
     assert upload["required"] == ["file"] and upload["properties"]["file"]["format"] == "binary"
     assert query("/api/v1/conversations/{raw_id}/messages") >= {"after_seq", "before_seq", "limit"}
+    for path in ("/apps/{app_id}/events", "/apps/{app_id}/batch_events"):  # signed as Pusher's libraries sign
+        signing = {p["name"]: p.get("required", False) for p in paths[path]["post"]["parameters"] if p["in"] == "query"}
+        assert signing == {"auth_key": True, "auth_timestamp": True, "auth_version": True, "body_md5": False,
+                           "auth_signature": True}
 

@@ -22,7 +22,7 @@ from edge.responses import (
     json_response,
     no_content,
 )
-from edge.validation import CURSOR_PARAMETER, LIMIT_PARAMETER, Body, openapi_body, parse_body
+from edge.validation import Body, openapi_body, paged, parse_body
 from storage import accounts, ratelimit
 from storage.accounts import IssuedToken
 from storage.models import User
@@ -188,8 +188,7 @@ async def me(request: Request) -> HTTPResponse:
 @bp.get("/me/tokens")
 @openapi.definition(summary="The signed-in user's devices (access tokens), newest first", tag="accounts")
 @openapi.response(200, json_response(TokenPage), "one page of tokens")
-@openapi.parameter("cursor", CURSOR_PARAMETER, "query", description="next_cursor of the previous page")
-@openapi.parameter("limit", LIMIT_PARAMETER, "query", description="1 to 100; omitted or empty: 20")
+@paged
 @authenticated()
 async def list_tokens(request: Request) -> HTTPResponse:
     session = current_session(request)

@@ -24,11 +24,10 @@ from edge.responses import BookingAnswer, BookingPage, QuoteAnswer, json_respons
 from edge.staff import parse_uuid
 from edge.supply import money
 from edge.validation import (
-    CURSOR_PARAMETER,
-    LIMIT_PARAMETER,
     Body,
     RawSchema,
     openapi_body,
+    paged,
     parse_body,
 )
 from storage import bookings
@@ -165,8 +164,7 @@ async def create(request: Request) -> HTTPResponse:
 @openapi.response(200, json_response(BookingPage), "one page of bookings")
 @openapi.parameter("state", RawSchema({"type": "string", "enum": list(BookingState)}), "query",
                    description="only bookings in this state; omitted or empty: all")
-@openapi.parameter("cursor", CURSOR_PARAMETER, "query", description="next_cursor of the previous page")
-@openapi.parameter("limit", LIMIT_PARAMETER, "query", description="1 to 100; omitted or empty: 20")
+@paged
 @authenticated()
 async def list_mine(request: Request) -> HTTPResponse:
     user = current_session(request).user

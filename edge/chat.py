@@ -31,12 +31,12 @@ from edge.responses import (
 from edge.staff import parse_uuid
 from edge.supply import read_upload, store_of
 from edge.validation import (
-    CURSOR_PARAMETER,
     LIMIT_PARAMETER,
     Body,
     RawSchema,
     openapi_body,
     openapi_upload,
+    paged,
     parse_body,
 )
 from storage import attachments, chat
@@ -88,8 +88,7 @@ def optional_seq(request: Request, name: str) -> int | None:
 @openapi.definition(summary="Your conversations (one per booking), most recently active first",
                     tag="chat")
 @openapi.response(200, json_response(ConversationPage), "one page of conversations")
-@openapi.parameter("cursor", CURSOR_PARAMETER, "query", description="next_cursor of the previous page")
-@openapi.parameter("limit", LIMIT_PARAMETER, "query", description="1 to 100; omitted or empty: 20")
+@paged
 @authenticated()
 async def list_conversations(request: Request) -> HTTPResponse:
     conversations, next_cursor = await chat.list_conversations(

@@ -10,7 +10,7 @@ from sanic_ext import openapi
 
 from core.pagination import parse_limit
 from edge.responses import ContentPageAnswer, ContentPagePage, json_response
-from edge.validation import CURSOR_PARAMETER, LIMIT_PARAMETER
+from edge.validation import paged
 from storage import content
 
 bp = Blueprint("content", url_prefix="/api/v1/content")
@@ -22,8 +22,7 @@ CACHE = {"Cache-Control": "public, max-age=60"}
 @openapi.definition(summary="Published help and FAQ pages for an audience (client, cleaner, all)",
                     tag="content")
 @openapi.parameter("audience", str, description="client, cleaner or all; omitted: every page")
-@openapi.parameter("cursor", CURSOR_PARAMETER, "query", description="next_cursor of the previous page")
-@openapi.parameter("limit", LIMIT_PARAMETER, "query", description="1 to 100; omitted or empty: 20")
+@paged
 @openapi.response(200, json_response(ContentPagePage), "one page of pages, without bodies")
 async def list_pages(request: Request) -> HTTPResponse:
     pages, next_cursor = await content.list_published_pages(

@@ -18,7 +18,7 @@ from edge.auth import authenticated, current_session
 from edge.responses import IMAGE_FILE, EvidenceAnswer, EvidencePage, json_response
 from edge.staff import parse_uuid
 from edge.supply import read_upload, store_of
-from edge.validation import CURSOR_PARAMETER, LIMIT_PARAMETER, openapi_upload
+from edge.validation import openapi_upload, paged
 from storage import evidence as evidence_store
 from storage.models import BookingEvidence
 
@@ -63,8 +63,7 @@ async def upload(request: Request, booking_id: str) -> HTTPResponse:
 @openapi.definition(summary="A booking's completion photos, oldest first, with thumbnail URLs once "
                             "processed (parties and staff)", tag="bookings")
 @openapi.response(200, json_response(EvidencePage), "one page of photos")
-@openapi.parameter("cursor", CURSOR_PARAMETER, "query", description="next_cursor of the previous page")
-@openapi.parameter("limit", LIMIT_PARAMETER, "query", description="1 to 100; omitted or empty: 20")
+@paged
 @authenticated()
 async def list_evidence(request: Request, booking_id: str) -> HTTPResponse:
     rows, next_cursor = await evidence_store.list_evidence(

@@ -17,7 +17,7 @@ from edge.accounts import settings_of
 from edge.auth import authenticated, current_session
 from edge.responses import ReviewAnswer, ReviewPage, json_response
 from edge.staff import parse_uuid
-from edge.validation import CURSOR_PARAMETER, LIMIT_PARAMETER, Body, openapi_body, parse_body
+from edge.validation import Body, openapi_body, paged, parse_body
 from storage import reviews
 from storage.models import CleanerProfile, Review, User
 
@@ -89,8 +89,7 @@ async def reply(request: Request, booking_id: str) -> HTTPResponse:
 @bp.get("/cleaners/<cleaner_id:str>/reviews")
 @openapi.definition(summary="A cleaner's public reviews, newest first (?cursor=, ?limit=)", tag="reviews")
 @openapi.response(200, json_response(ReviewPage), "one page of reviews")
-@openapi.parameter("cursor", CURSOR_PARAMETER, "query", description="next_cursor of the previous page")
-@openapi.parameter("limit", LIMIT_PARAMETER, "query", description="1 to 100; omitted or empty: 20")
+@paged
 async def list_for_cleaner(request: Request, cleaner_id: str) -> HTTPResponse:
     cleaner = parse_uuid(cleaner_id)
     limit = parse_limit(request.args.get("limit"))

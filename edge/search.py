@@ -28,7 +28,7 @@ from core.settings import Settings
 from edge.auth import authenticated
 from edge.responses import SearchPage, json_response
 from edge.supply import photo_urls
-from edge.validation import CURSOR_PARAMETER, LIMIT_PARAMETER, RawSchema
+from edge.validation import RawSchema, paged
 from storage.search import load_candidates
 from storage.supply import service_offered_at_all
 
@@ -73,8 +73,7 @@ def _start(raw: str) -> datetime:
                    description="ISO 8601 start of the window, with a time zone; needs hours")
 @openapi.parameter("hours", RawSchema({"type": "number", "minimum": 0.25, "multipleOf": 0.25}), "query",
                    description="length of the window: a multiple of 0.25, at most 12 by default (with start)")
-@openapi.parameter("cursor", CURSOR_PARAMETER, "query", description="next_cursor of the previous page")
-@openapi.parameter("limit", LIMIT_PARAMETER, "query", description="1 to 100; omitted or empty: 20")
+@paged
 @authenticated()
 async def search_cleaners(request: Request) -> HTTPResponse:
     settings: Settings = request.app.ctx.settings

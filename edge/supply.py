@@ -40,12 +40,11 @@ from edge.responses import (
 )
 from edge.staff import parse_uuid
 from edge.validation import (
-    CURSOR_PARAMETER,
-    LIMIT_PARAMETER,
     Body,
     RawSchema,
     openapi_body,
     openapi_upload,
+    paged,
     parse_body,
 )
 from storage import supply
@@ -329,8 +328,7 @@ async def put_availability(request: Request) -> HTTPResponse:
 @openapi.response(200, json_response(ReviewQueuePage), "one page of cleaners")
 @openapi.parameter("verification", RawSchema({"type": "string", "enum": list(VerificationStatus)}), "query",
                    description="the status to list; omitted: pending")
-@openapi.parameter("cursor", CURSOR_PARAMETER, "query", description="next_cursor of the previous page")
-@openapi.parameter("limit", LIMIT_PARAMETER, "query", description="1 to 100; omitted or empty: 20")
+@paged
 @authenticated(Role.ADMIN)
 async def list_for_review(request: Request) -> HTTPResponse:
     entries, next_cursor = await supply.list_cleaners_for_review(

@@ -6,6 +6,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sanic import Request
+from sanic_ext import openapi
 from sanic_ext.extensions.openapi.types import Schema
 
 from core.errors import FieldError, Invalid
@@ -110,6 +111,14 @@ class RawSchema(Schema):
 LIMIT_PARAMETER = RawSchema({"anyOf": [{"type": "integer", "minimum": 1, "maximum": 100},
                                        {"type": "string", "maxLength": 0}]})
 CURSOR_PARAMETER = RawSchema({"type": "string", "maxLength": 512})
+
+
+def paged(handler: Any) -> Any:
+    """Document a list endpoint's paging query parameters, `cursor` and `limit`."""
+    handler = openapi.parameter("limit", LIMIT_PARAMETER, "query",
+                                description="1 to 100; omitted or empty: 20")(handler)
+    return openapi.parameter("cursor", CURSOR_PARAMETER, "query",
+                             description="next_cursor of the previous page")(handler)
 
 
 def openapi_content(schema: dict[str, Any], *media_types: str) -> dict[str, Any]:

@@ -165,7 +165,9 @@ class BookingView(TortoiseModelView):
             try:
                 check_transition(MOVES[name], state=obj.state, party=Party.ADMIN, now=utcnow(),
                                  completed_at=obj.completed_at, dispute_window=timedelta(
-                                     seconds=self.settings.booking_dispute_window_s))
+                                     seconds=self.settings.booking_dispute_window_s),
+                                 starts_at=obj.starts_at, on_the_way_lead=timedelta(
+                                     seconds=self.settings.booking_on_the_way_lead_s))
             except SpotlessError:
                 return False
             return True

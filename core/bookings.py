@@ -1,4 +1,4 @@
-"""Booking rules: the state machine, who may make each transition, prices and cancellation fees.
+"""Booking rules: the state machine, who may make each transition and when, prices and cancellation fees.
 
 Pure, no I/O. storage/bookings.py applies these inside its transactions; the edge, the admin and
 the jobs call storage, never a copy of a rule here. Money is integer minor units throughout, and
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from enum import StrEnum
 from urllib.parse import quote
@@ -68,6 +68,7 @@ class BookingError(StrEnum):
     BELOW_MINIMUM_DURATION = "below_minimum_duration"
     DISPUTE_WINDOW_CLOSED = "dispute_window_closed"
     TOO_LATE = "too_late"
+    TOO_EARLY = "too_early"
     OVER_EXTRA_HOURS = "over_extra_hours"
     NO_FEE_DUE = "no_fee_due"
 
@@ -110,14 +111,22 @@ def party_of(*, user_id: str, role: str, client_id: str, cleaner_id: str) -> Par
     return None
 
 
+# The moves a cleaner makes on the day: not before `on_the_way_lead` before the start, so nobody
+# completes (which captures the payment and opens the dispute window) days ahead of the job.
+ON_THE_DAY = {Action.ON_THE_WAY: "set off for", Action.START: "start"}
+
+
 def check_transition(
     action: Action, *, state: str, party: Party, now: datetime | None = None,
     completed_at: datetime | None = None, dispute_window: timedelta | None = None,
+    starts_at: datetime | None = None, on_the_way_lead: timedelta | None = None,
 ) -> Transition:
     """The transition `party` makes by `action` from `state`; raise Forbidden or Conflict if not.
 
     The one place that decides whether a booking may move. A dispute also needs `now`,
-    `completed_at` and `dispute_window`: it is open only that long after completion."""
+    `completed_at` and `dispute_window`: it is open only that long after completion. Setting off
+    and starting also need `now`, `starts_at` and `on_the_way_lead`: they are allowed from that
+    long before the start (Conflict too_early before), so completing, which needs a start, follows."""
     transition = TRANSITIONS[action]
     if party not in transition.parties:
         raise Forbidden(f"the {party} may not {action.replace('_', ' ')} a booking",
@@ -131,7 +140,30 @@ def check_transition(
         if now > completed_at + dispute_window:
             raise Conflict("the window for disputing this booking has closed",
                            code=BookingError.DISPUTE_WINDOW_CLOSED)
+    if action in ON_THE_DAY:
+        if now is None or starts_at is None or on_the_way_lead is None:
+            raise ValueError(f"'{action}' needs now, starts_at and on_the_way_lead")
+        allowed_from = starts_at - on_the_way_lead
+        if now < allowed_from:
+            raise Conflict(f"too early: a cleaner may {ON_THE_DAY[action]} this booking from "
+                           f"{iso_utc(allowed_from)}, {duration_words(on_the_way_lead)} before its start",
+                           code=BookingError.TOO_EARLY)
     return transition
+
+
+def iso_utc(moment: datetime) -> str:
+    """`moment` in UTC as ISO 8601 to the second, e.g. 2026-12-05T07:00:00Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def duration_words(span: timedelta) -> str:
+    """A whole span in the largest unit that divides it: "3 hours", "90 minutes", "1 second"."""
+    seconds = int(span.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} second{'' if seconds == 1 else 's'}"
 
 
 # --- pricing ---

@@ -180,6 +180,8 @@ class Settings(BaseSettings):
     booking_min_lead_s: int = 3600  # a booking starts at least this long after it is made
     booking_max_advance_days: int = 180
     booking_request_ttl_s: int = 4 * 3600  # an unanswered request expires (or at its start)
+    # A cleaner may mark a booking on the way, and start it, no earlier than this before its start.
+    booking_on_the_way_lead_s: int = Field(default=3 * 3600, ge=0)
     booking_reminder_lead_s: int = 24 * 3600  # both parties are reminded this long before
     booking_final_reminder_lead_s: int = 3600  # and again this long before
     booking_take_rate_bp: int = 1500  # the platform's share of the subtotal, basis points

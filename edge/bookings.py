@@ -202,6 +202,11 @@ MOVES: dict[str, Mover] = {
 @openapi.definition(summary="Move a booking on: accept, decline, cancel, on-the-way, start, complete, "
                             "dispute (cancel and dispute need a reason; complete may say the hours worked, "
                             "422 over_extra_hours above the limit; staff may cancel with charge_late_fee)",
+                    description="An illegal move is 409 illegal_transition; a move that is not the "
+                                "caller's to make is 403 not_your_move. "
+                                "The cleaner may mark on-the-way, and start, no earlier than "
+                                "SPOTLESS_BOOKING_ON_THE_WAY_LEAD_S (default 3 hours) before the booking's "
+                                "start: earlier is 409 too_early, whose detail says from when (UTC).",
                     body=openapi_body(MoveBody),
                     tag="bookings")
 @openapi.response(200, json_response(BookingAnswer), "the booking, moved")

@@ -289,7 +289,9 @@ async def _move(booking_id: UUID, action: Action, *, actor: User | None, setting
             booking, party = await _visible(booking_id, actor, using=tx, lock=True)
         transition = check_transition(action, state=booking.state, party=party, now=now,
                                       completed_at=booking.completed_at,
-                                      dispute_window=timedelta(seconds=settings.booking_dispute_window_s))
+                                      dispute_window=timedelta(seconds=settings.booking_dispute_window_s),
+                                      starts_at=booking.starts_at,
+                                      on_the_way_lead=timedelta(seconds=settings.booking_on_the_way_lead_s))
         if guard is not None:
             await guard(booking)
         if action == Action.ACCEPT:
@@ -342,10 +344,12 @@ async def cancel_booking(booking_id: UUID, *, actor: User, reason: str, settings
 
 
 async def mark_on_the_way(booking_id: UUID, *, actor: User, settings: Settings) -> Booking:
+    """The cleaner sets off: from `booking_on_the_way_lead_s` before the start (409 too_early before)."""
     return await _move(booking_id, Action.ON_THE_WAY, actor=actor, settings=settings)
 
 
 async def start_booking(booking_id: UUID, *, actor: User, settings: Settings) -> Booking:
+    """The cleaner starts work: early arrivals may, but not before `booking_on_the_way_lead_s` before the start."""
     return await _move(booking_id, Action.START, actor=actor, settings=settings)
 
 

@@ -9,9 +9,10 @@ an identity verification approved by the admin, and a service area around their 
 the clients book the cleaners who serve their homes, in every state a booking reaches.
 
 Seeding is a list of steps (SEED_STEPS), each an idempotent async function that writes through
-the domain actions (never raw SQL) and reports what it did. Running the seed twice changes
-nothing: a step skips what already exists. It writes PostgreSQL (and the file store) only,
-never Ray or NATS; events wait in the outbox for the relay.
+the domain actions (never raw SQL; the one write past them dates completed demo bookings back
+into the past, since no action books the past: see cli/seed/bookings.py) and reports what it
+did. Running the seed twice changes nothing: a step skips what already exists. It writes
+PostgreSQL (and the file store) only, never Ray or NATS; events wait in the outbox for the relay.
 
 Never run this against production: the demo password is public.
 """

@@ -2,8 +2,11 @@
 
 Bookings go through the same actions the apps use: the client requests, the cleaner accepts,
 heads over, starts and completes, or declines, or the client cancels. Those actions only book
-future time (a booking cannot be made in the past), so every demo booking lies in the next
-few weeks, completed ones included: the lifecycle checks states and parties, not the clock.
+future time (a booking cannot be made in the past), so every demo booking is requested for the
+next few weeks. A cleaner sets off no earlier than `booking_on_the_way_lead_s` before the start,
+so a completed booking is history: once accepted, it is dated back COMPLETED_WEEKS_AGO weeks (same
+weekday and local time, so still in the cleaner's hours) before the cleaner plays it out. That
+date is the one write the seed makes past the actions, because no action books the past.
 Unanswered requests expire like any other after `booking_request_ttl_s` once the scheduler runs.
 """
 
@@ -52,6 +55,10 @@ BOOKING_PLAN: tuple[tuple[int, int, Outcome], ...] = (
 NOTES = ("Key is with the concierge.", "Please focus on the kitchen and bathroom.", "",
          "The cat is friendly; please keep the balcony door shut.", "Products are under the sink.")
 FIRST_DAY_AHEAD = 2  # the earliest booking is the day after tomorrow (local time)
+# Completed bookings are moved this far back, all by the same amount: a cleaner's demo bookings
+# are on different days ahead, so they stay on different days in the past (no overlap), and
+# every demo booking lies well within eight weeks ahead, so each lands in the past.
+COMPLETED_WEEKS_AGO = 8
 
 
 def slot(index: int, *, not_before: date, hours: Decimal, taken: set[date]) -> datetime:
@@ -69,6 +76,19 @@ def slot(index: int, *, not_before: date, hours: Decimal, taken: set[date]) -> d
         day += timedelta(days=1)
 
 
+async def date_back(booking: Booking, *, weeks: int) -> Booking:
+    """The accepted booking `weeks` earlier, at the same local time of day in the demo city."""
+    zone = ZoneInfo(DEMO_TIME_ZONE)
+    local = booking.starts_at.astimezone(zone).replace(tzinfo=None) - timedelta(weeks=weeks)
+    starts_at = local.replace(tzinfo=zone)
+    if starts_at + (booking.ends_at - booking.starts_at) >= utcnow():
+        raise RuntimeError(f"demo booking {booking.id} is over {weeks} weeks ahead: it cannot be dated back "
+                           "into the past")
+    await Booking.filter(id=booking.id).update(starts_at=starts_at,
+                                               ends_at=starts_at + (booking.ends_at - booking.starts_at))
+    return await Booking.get(id=booking.id)
+
+
 async def play_out(booking: Booking, outcome: Outcome, *, client: User, cleaner: User,
                    settings: Settings) -> None:
     """Move a fresh request to `outcome` the way its client and cleaner would."""
@@ -83,6 +103,7 @@ async def play_out(booking: Booking, outcome: Outcome, *, client: User, cleaner:
         await bookings.cancel_booking(booking.id, actor=client, settings=settings,
                                       reason="Plans changed, we will be away.")
     elif outcome == Outcome.COMPLETED:
+        booking = await date_back(booking, weeks=COMPLETED_WEEKS_AGO)
         for move in (bookings.mark_on_the_way, bookings.start_booking, bookings.complete_booking):
             await move(booking.id, actor=cleaner, settings=settings)
 

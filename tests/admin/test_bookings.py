@@ -22,6 +22,7 @@ from tests.storage.test_bookings import (
     complete_as_cleaner,
     make_user,
     request_for,
+    starting_soon,
     tomorrow_at,
 )
 
@@ -99,8 +100,8 @@ async def test_staff_cancel_a_booking_for_free_and_the_timeline_shows_it(
 
 async def test_staff_mark_a_completed_booking_disputed_but_not_a_requested_one(
         dashboard: Dashboard, settings: Settings):
-    # given a completed booking and a fresh request
-    done, fresh = await booked(settings), await booked(settings)
+    # given a completed booking (it started soon) and a fresh request
+    done, fresh = await booked(settings, start=starting_soon()), await booked(settings)
     cleaner = await done.cleaner
     await complete_as_cleaner(done.id, cleaner, settings)
 

@@ -11,7 +11,7 @@ from tests.storage.test_bookings import (
     complete_as_cleaner,
     make_user,
     request_for,
-    tomorrow_at,
+    starting_soon,
 )
 
 
@@ -19,7 +19,7 @@ async def chatted_booking(settings: Settings, *, disputed: bool) -> tuple[Bookin
     """A completed booking whose parties exchanged two messages, disputed by the client if asked."""
     cleaner, client = await bookable_cleaner(settings), await make_user(settings, "client")
     booking = await bookings.create_booking(actor=client, settings=settings,
-                                            request=request_for(cleaner, tomorrow_at(9)))
+                                            request=request_for(cleaner, starting_soon()))
     booking = await complete_as_cleaner(booking.id, cleaner, settings)
     snapshot = await chat.open_conversation(str(booking.id), recent=1)
     assert snapshot is not None

@@ -12,16 +12,17 @@ from tests.storage.test_bookings import (
     complete_as_cleaner,
     make_user,
     request_for,
-    tomorrow_at,
+    starting_soon,
 )
 
 
-async def reviewed(settings: Settings, cleaner=None, *, rating: int, days: int = 1) -> Review:
-    """A completed booking of a fresh client with `cleaner`, reviewed through the review action."""
+async def reviewed(settings: Settings, cleaner=None, *, rating: int) -> Review:
+    """A completed booking of a fresh client with `cleaner`, reviewed through the review action
+    (each starts soon: a completed booking no longer holds the cleaner's time)."""
     cleaner = cleaner or await bookable_cleaner(settings)
     client = await make_user(settings, "client")
     booking = await bookings.create_booking(actor=client, settings=settings,
-                                            request=request_for(cleaner, tomorrow_at(9, days=days)))
+                                            request=request_for(cleaner, starting_soon()))
     await complete_as_cleaner(booking.id, cleaner, settings)
     return await reviews.review_booking(booking.id, actor=client, rating=rating, text=f"{rating} stars",
                                         settings=settings)
@@ -37,7 +38,7 @@ async def test_staff_hide_a_review_with_a_reason_and_restore_it(dashboard: Dashb
     # given a cleaner with a 1-star and a 5-star review
     low = await reviewed(settings, rating=1)
     cleaner = await low.cleaner
-    high = await reviewed(settings, cleaner, rating=5, days=2)
+    high = await reviewed(settings, cleaner, rating=5)
     assert await rating_of(cleaner.id) == (3.0, 2)
 
     # when staff hide the 1-star review without a reason, then with one
@@ -73,7 +74,7 @@ async def test_staff_hide_a_selection_and_reviews_cannot_be_written_from_the_das
     # given a cleaner with three reviews
     first = await reviewed(settings, rating=2)
     cleaner = await first.cleaner
-    others = [await reviewed(settings, cleaner, rating=r, days=d) for r, d in ((4, 2), (5, 3))]
+    others = [await reviewed(settings, cleaner, rating=r) for r in (4, 5)]
 
     # when staff hide the first two together
     response = await dashboard.batch_action("review", "hide", [str(first.id), str(others[0].id)],

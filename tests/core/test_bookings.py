@@ -1,6 +1,6 @@
 """The booking state machine, prices and the cancellation policy, as pure rules."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -40,7 +40,9 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
     (Action.CANCEL, "on_the_way", Party.ADMIN, "cancelled"),
 ])
 def test_the_happy_paths_move_the_booking_on(action, state, party, target):
-    assert check_transition(action, state=state, party=party).target == target
+    # on the day: the booking starts within the hour, well inside the cleaner's window
+    on_the_day = {"now": NOW, "starts_at": NOW + timedelta(hours=1), "on_the_way_lead": timedelta(hours=3)}
+    assert check_transition(action, state=state, party=party, **on_the_day).target == target
 
 
 @pytest.mark.parametrize("action, party", [
@@ -84,6 +86,52 @@ def test_a_dispute_is_open_only_for_the_window_after_completion():
         check_transition(Action.DISPUTE, state="completed", party=Party.CLIENT, now=NOW,
                          completed_at=NOW - timedelta(hours=73), dispute_window=window)
     assert raised.value.code == "dispute_window_closed"
+
+
+@pytest.mark.parametrize("action, state, verb", [
+    (Action.ON_THE_WAY, "accepted", "set off for"), (Action.START, "on_the_way", "start")])
+def test_a_cleaner_sets_off_and_starts_no_earlier_than_the_lead_before_the_start(action, state, verb):
+    # given a booking that starts on 5 December at 10:00 UTC, and a three-hour window before it
+    starts_at, lead = datetime(2026, 12, 5, 10, 0, tzinfo=UTC), timedelta(hours=3)
+
+    def move_at(now: datetime) -> BookingState:
+        return check_transition(action, state=state, party=Party.CLEANER, now=now, starts_at=starts_at,
+                                on_the_way_lead=lead).target
+
+    # when the cleaner tries ten days ahead, and a second before the window opens
+    for early in (NOW, starts_at - lead - timedelta(seconds=1)):
+        with pytest.raises(Conflict) as raised:
+            move_at(early)
+        # then it is refused as too early, saying from when (UTC) it is allowed
+        assert raised.value.code == "too_early"
+        assert raised.value.detail == (f"too early: a cleaner may {verb} this booking from "
+                                       "2026-12-05T07:00:00Z, 3 hours before its start")
+    # and from the window's opening on (a late cleaner too) the move is made
+    for allowed in (starts_at - lead, starts_at - timedelta(minutes=20), starts_at + timedelta(minutes=30)):
+        assert move_at(allowed) == TRANSITIONS[action].target
+
+
+def test_the_window_is_reported_in_utc_whatever_the_zone_of_the_start():
+    # given a start written with a +02:00 offset (08:00 UTC) and a 90-minute window
+    starts_at = datetime(2026, 12, 5, 10, 0, tzinfo=timezone(timedelta(hours=2)))
+    with pytest.raises(Conflict) as raised:
+        check_transition(Action.ON_THE_WAY, state="accepted", party=Party.CLEANER, now=NOW,
+                         starts_at=starts_at, on_the_way_lead=timedelta(minutes=90))
+    assert raised.value.detail.endswith("from 2026-12-05T06:30:00Z, 90 minutes before its start")
+
+
+def test_only_the_cleaner_sets_off_or_starts_so_staff_cannot_force_either_early():
+    # given a booking days ahead; staff are refused as not their move, whatever the time
+    for action, state in [(Action.ON_THE_WAY, "accepted"), (Action.START, "on_the_way")]:
+        with pytest.raises(Forbidden) as raised:
+            check_transition(action, state=state, party=Party.ADMIN, now=NOW,
+                             starts_at=NOW + timedelta(days=2), on_the_way_lead=timedelta(hours=3))
+        assert raised.value.code == "not_your_move"
+
+
+def test_setting_off_or_starting_without_the_start_time_is_a_programming_error():
+    with pytest.raises(ValueError):
+        check_transition(Action.ON_THE_WAY, state="accepted", party=Party.CLEANER, now=NOW)
 
 
 def test_parties_are_the_client_the_cleaner_and_staff_strangers_are_nobody():

@@ -19,10 +19,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -36,6 +34,7 @@ from tests.edge.test_supply import assert_problem
 from tests.fakes.stripe import API_KEY, StripeFake, event, signed
 from tests.jobs.test_images import photo
 from tests.stack import ROOT, EdgeProcess, start_edge
+from tests.storage.test_bookings import starting_soon
 
 WEBHOOK_SECRET = "whsec_spotless_e2e_secret"
 
@@ -101,11 +100,6 @@ def webhook(http: httpx.Client, payload: dict[str, Any]) -> None:
     ok(http.post("/api/v1/webhooks/stripe", content=body, headers=headers))
 
 
-def tomorrow_in_london(hour: int) -> datetime:
-    day = (datetime.now(UTC) + timedelta(days=1)).astimezone(ZoneInfo("Europe/London")).date()
-    return datetime(day.year, day.month, day.day, hour, tzinfo=ZoneInfo("Europe/London"))
-
-
 def test_a_client_books_a_verified_cleaner_who_proves_the_work_and_gets_paid(
         http: httpx.Client, stack_env: dict[str, str], stripe_fake: StripeFake):
     lat, lng = somewhere()
@@ -123,8 +117,9 @@ def test_a_client_books_a_verified_cleaner_who_proves_the_work_and_gets_paid(
         "bio": "Ten years of deep cleans.", "time_zone": "Europe/London", "travel_buffer_minutes": 30,
         "services": [{"service_id": "standard", "hourly_rate_minor": 2000},
                      {"service_id": "deep", "hourly_rate_minor": 2600}]}))
+    # (around the clock, every day: the client books for within the hour whenever this runs)
     ok(http.put("/api/v1/cleaner/availability", headers=cleaner.auth, json={
-        "weekly": [{"weekday": day, "start_minute": 7 * 60, "end_minute": 20 * 60} for day in range(7)]}))
+        "weekly": [{"weekday": day, "start_minute": 0, "end_minute": 24 * 60} for day in range(7)]}))
     ok(http.put("/api/v1/cleaner/service-area", headers=cleaner.auth, json=square(lat, lng)))
     sent = ok(http.post("/api/v1/cleaner/verification", headers=cleaner.auth,
                         files={"document": ("passport.pdf", pdf_bytes(), "application/pdf")}), 201)
@@ -148,8 +143,9 @@ def test_a_client_books_a_verified_cleaner_who_proves_the_work_and_gets_paid(
     setup = ok(http.post("/api/v1/payments/setup-intent", headers=client.auth), 201)
     assert "_secret_" in setup["setup_intent"]["client_secret"]
 
-    # --- and finds the cleaner for a four-hour deep clean tomorrow morning ---
-    start = tomorrow_in_london(9)
+    # --- and finds the cleaner for a four-hour deep clean starting in a little over an hour (soon
+    # enough for the cleaner to set off at once: not earlier than three hours before the start) ---
+    start = starting_soon()
     found = ok(http.get("/api/v1/cleaners/search", headers=client.auth, params={
         "lat": lat, "lng": lng, "service": "deep", "start": start.isoformat(), "hours": "4"}))
     [match] = [c for c in found["data"] if c["cleaner_id"] == cleaner.id]

@@ -10,9 +10,10 @@ import httpx
 import pytest
 
 from core.clock import utcnow
-from storage.models import User
+from storage.models import AuditLog, Booking, OutboxEvent, User
+from tests.edge.test_access import make_admin
 from tests.edge.test_supply import assert_problem
-from tests.storage.test_bookings import make_bookable, tomorrow_at
+from tests.storage.test_bookings import make_bookable, starting_soon, tomorrow_at
 
 
 async def bookable(make_account, settings, **kwargs):
@@ -37,7 +38,7 @@ async def test_a_client_books_and_the_cleaner_takes_it_from_accept_to_complete(a
     assert quote.status_code == 200, quote.text
     assert quote.json()["quote"]["total"] == {"amount_minor": 6000, "currency": "GBP"}
     assert quote.json()["quote"]["hours"] == 2.5  # a JSON number, as it was sent
-    made = api.post("/api/v1/bookings", headers=client.auth, json=booking_body(cleaner, tomorrow_at(9), hours=2.5))
+    made = api.post("/api/v1/bookings", headers=client.auth, json=booking_body(cleaner, starting_soon(), hours=2.5))
     # then it is requested at the quoted price; the client does not see the cleaner's take
     assert made.status_code == 201, made.text
     booking = made.json()["booking"]
@@ -53,7 +54,7 @@ async def test_a_client_books_and_the_cleaner_takes_it_from_accept_to_complete(a
     assert seen["navigation"]["geo"].startswith("geo:51.523767,-0.158555")
     assert seen["navigation"]["google_maps"].startswith("https://www.google.com/maps/dir/?api=1&destination=")
     assert seen["price"]["cleaner_payout"]["amount_minor"] == 5000 - 750
-    # when the cleaner moves it through the day
+    # when the cleaner moves it through the day (it starts within the hour: they may set off)
     for move in ("accept", "on-the-way", "start", "complete"):
         response = api.post(f"/api/v1/bookings/{booking['id']}/{move}", headers=cleaner.auth)
         assert response.status_code == 200, response.text
@@ -83,6 +84,37 @@ async def test_strangers_get_404_and_the_wrong_party_403(api, db, settings, make
     assert_problem(api.post(f"/api/v1/bookings/{booking['booking']['id']}/teleport", headers=cleaner.auth), 404)
     assert_problem(api.get("/api/v1/bookings/not-a-uuid", headers=client.auth), 422, field="id")
     assert_problem(api.get(f"/api/v1/bookings/{booking['booking']['id']}"), 401)
+
+
+async def test_a_cleaner_cannot_set_off_days_early_and_is_told_from_when(api, db, settings, make_account):
+    # given a booking for two days ahead, accepted by its cleaner
+    cleaner, client = await bookable(make_account, settings), make_account(role="client")
+    staff, _ = await make_admin(api, settings)
+    booking = api.post("/api/v1/bookings", headers=client.auth,
+                       json=booking_body(cleaner, tomorrow_at(9, days=2))).json()["booking"]
+    assert api.post(f"/api/v1/bookings/{booking['id']}/accept", headers=cleaner.auth).status_code == 200
+    events_before = await OutboxEvent.filter(payload__contains={"booking_id": booking["id"]}).count()
+
+    # when the cleaner marks it on the way now, or starts it, and staff try to do it for them
+    on_the_way = api.post(f"/api/v1/bookings/{booking['id']}/on-the-way", headers=cleaner.auth)
+    start = api.post(f"/api/v1/bookings/{booking['id']}/start", headers=cleaner.auth)
+    by_staff = api.post(f"/api/v1/bookings/{booking['id']}/on-the-way", headers=staff)
+
+    # then setting off is too early, and the problem says from when: three hours before the start
+    problem = assert_problem(on_the_way, 409, code="too_early")
+    allowed_from = (tomorrow_at(9, days=2) - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert problem["detail"] == (f"too early: a cleaner may set off for this booking from {allowed_from}, "
+                                 "3 hours before its start")
+    # and starting skips a step, and staff may not make the cleaner's move at all
+    assert_problem(start, 409, code="illegal_transition")
+    assert_problem(by_staff, 403, code="not_your_move")
+    # and the booking is still accepted, with nothing written or announced
+    seen = api.get(f"/api/v1/bookings/{booking['id']}", headers=client.auth).json()["booking"]
+    assert (seen["state"], seen["on_the_way_at"]) == ("accepted", None)
+    assert [step["to"] for step in seen["timeline"]] == ["requested", "accepted"]
+    assert (await Booking.get(id=booking["id"])).state == "accepted"
+    assert await OutboxEvent.filter(payload__contains={"booking_id": booking["id"]}).count() == events_before
+    assert not await AuditLog.filter(entity_id=booking["id"], action="booking.on_the_way").exists()
 
 
 async def test_cancelling_says_who_and_why_and_the_fee(api, db, settings, make_account):

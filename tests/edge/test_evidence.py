@@ -23,7 +23,7 @@ from storage.models import AuditLog, BookingEvidence, User
 from tests.edge.test_bookings import bookable, booking_body
 from tests.edge.test_supply import assert_problem, make_staff
 from tests.jobs.test_images import photo, png_header_only
-from tests.storage.test_bookings import tomorrow_at
+from tests.storage.test_bookings import starting_soon
 
 
 def png(size: int = 8) -> bytes:
@@ -51,12 +51,13 @@ async def run_images(nc: Client, settings) -> None:
 
 
 async def booking_in(api, make_account, settings, *, state="in_progress", service="deep"):
-    """A client's booking of a cleaner who offers standard and deep cleans, moved to `state`."""
+    """A client's booking of a cleaner who offers standard and deep cleans, starting soon (so the
+    cleaner may set off), moved to `state`."""
     cleaner, client = await bookable(make_account, settings), make_account(role="client")
     await supply.update_profile(actor=await User.get(id=cleaner.id), settings=settings,
                                 services=[OfferedService("standard", 2000), OfferedService("deep", 2600)])
     made = api.post("/api/v1/bookings", headers=client.auth,
-                    json=booking_body(cleaner, tomorrow_at(8), service=service, hours=4))
+                    json=booking_body(cleaner, starting_soon(), service=service, hours=4))
     assert made.status_code == 201, made.text
     booking_id = made.json()["booking"]["id"]
     moves = {"requested": [], "accepted": ["accept"], "on_the_way": ["accept", "on-the-way"],

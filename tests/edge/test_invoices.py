@@ -13,7 +13,7 @@ from storage.files import file_store
 from storage.models import Booking, Invoice
 from tests.edge.test_bookings import bookable, booking_body
 from tests.edge.test_supply import assert_problem, make_staff
-from tests.storage.test_bookings import tomorrow_at
+from tests.storage.test_bookings import starting_soon
 
 
 async def test_only_the_client_and_staff_download_the_invoice_pdf(api, db, settings, make_account):
@@ -21,7 +21,7 @@ async def test_only_the_client_and_staff_download_the_invoice_pdf(api, db, setti
     cleaner, client, other = (await bookable(make_account, settings), make_account(role="client"),
                               make_account(role="client"))
     staff = await make_staff(api, settings)
-    made = api.post("/api/v1/bookings", headers=client.auth, json=booking_body(cleaner, tomorrow_at(9), hours=2.5))
+    made = api.post("/api/v1/bookings", headers=client.auth, json=booking_body(cleaner, starting_soon(), hours=2.5))
     booking_id = made.json()["booking"]["id"]
     url = f"/api/v1/bookings/{booking_id}/invoice"
     # before the work is done there is no invoice to have

@@ -21,7 +21,7 @@ from tests.edge.test_bookings import bookable, booking_body
 from tests.edge.test_supply import assert_problem
 from tests.fakes.stripe import API_KEY, StripeFake, event, signed
 from tests.stack import EdgeProcess, start_edge
-from tests.storage.test_bookings import tomorrow_at
+from tests.storage.test_bookings import starting_soon, tomorrow_at
 
 WEBHOOK_SECRET = "whsec_spotless_test_secret"
 
@@ -111,8 +111,8 @@ async def test_a_paid_booking_is_held_then_captured_on_completion(pay, db, strip
     # given a cleaner who has not finished payout onboarding, and a client with a card
     cleaner = await payable(pay, stripe_fake, make_account, settings, enabled=False)
     client = make_account(role="client")
-    # when the client books
-    made = book(pay, client, cleaner, tomorrow_at(9))
+    # when the client books, for a start soon enough that the cleaner may do the job at once
+    made = book(pay, client, cleaner, starting_soon())
     assert made.status_code == 201, made.text
     booking = await Booking.get(id=made.json()["booking"]["id"])
     # then the price is held on the card as a destination charge with the platform's fee
@@ -221,9 +221,9 @@ async def test_intent_events_move_the_payment_and_a_late_earlier_step_does_not_u
 
 
 async def completed_paid_booking(pay, stripe_fake, make_account, settings):
-    """A booking whose price was held, then captured when the cleaner completed it."""
+    """A booking starting soon whose price was held, then captured when the cleaner completed it."""
     cleaner, client = await payable(pay, stripe_fake, make_account, settings), make_account(role="client")
-    booking_id = book(pay, client, cleaner, tomorrow_at(9)).json()["booking"]["id"]
+    booking_id = book(pay, client, cleaner, starting_soon()).json()["booking"]["id"]
     for move in ("accept", "on-the-way", "start", "complete"):
         assert pay.post(f"/api/v1/bookings/{booking_id}/{move}", headers=cleaner.auth).status_code == 200
     return booking_id, client, cleaner
@@ -332,10 +332,11 @@ async def test_a_replayed_refund_is_counted_once_and_a_refund_webhook_never_lowe
 
 
 async def started_paid_booking(pay, stripe_fake, make_account, settings, *, hours=2, start=None):
-    """A booking of `hours` at £20/h whose price is held and whose cleaner has started the work."""
+    """A booking of `hours` at £20/h, starting soon unless told, whose price is held and whose
+    cleaner has started the work."""
     cleaner, client = await payable(pay, stripe_fake, make_account, settings), make_account(role="client")
     made = pay.post("/api/v1/bookings", headers=client.auth, json=booking_body(
-        cleaner, start or tomorrow_at(9), hours=hours, payment_method_id="pm_card_visa"))
+        cleaner, start or starting_soon(), hours=hours, payment_method_id="pm_card_visa"))
     assert made.status_code == 201, made.text
     booking_id = made.json()["booking"]["id"]
     for move in ("accept", "on-the-way", "start"):

@@ -41,7 +41,7 @@ from tests.fakes.stripe import StripeFake, event, signed
 from tests.jobs.test_images import photo
 from tests.mailbox import messages_to, token_in
 from tests.stack import EdgeProcess
-from tests.storage.test_bookings import tomorrow_at
+from tests.storage.test_bookings import starting_soon, tomorrow_at
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 SUCCESS = ("1", "2")
@@ -139,13 +139,15 @@ def call(contract: Contract, api: httpx.Client, method: str, template: str, *, a
     return contract.hold(api.request(method, url, headers=headers, **kwargs), template)
 
 
-def signed_for_pusher(app: dict[str, Any], path: str, payload: Any) -> tuple[str, bytes]:
-    """The URL and body of an events API call, signed as Pusher's server libraries sign it."""
-    body = json.dumps(payload).encode()
+def signed_for_pusher(app: dict[str, Any], path: str, payload: Any, method: str = "POST",
+                      query_params: dict[str, str] | None = None) -> tuple[str, bytes]:
+    """The URL and body of an HTTP API call (a GET without a body), signed as Pusher's server
+    libraries sign it."""
+    body = json.dumps(payload).encode() if payload is not None else b""
     params = {"auth_key": app["key"], "auth_timestamp": str(int(time.time())), "auth_version": "1.0",
-              "body_md5": hashlib.md5(body).hexdigest()}
+              "body_md5": hashlib.md5(body).hexdigest(), **(query_params or {})}
     query = "&".join(f"{name}={params[name]}" for name in sorted(params))
-    signature = hmac.new(app["secret"].encode(), f"POST\n{path}\n{query}".encode(), hashlib.sha256).hexdigest()
+    signature = hmac.new(app["secret"].encode(), f"{method}\n{path}\n{query}".encode(), hashlib.sha256).hexdigest()
     return f"{path}?{query}&auth_signature={signature}", body
 
 
@@ -262,13 +264,13 @@ async def test_booking_and_payment_answers_match_the_document(contract, pay, wor
         body, headers = signed(enabled, WEBHOOK_SECRET)
         c("POST", "/api/v1/webhooks/stripe", content=body, headers=headers)
     c("POST", "/api/v1/payments/setup-intent", auth=client.auth)
-    # when the client asks a price, books, and the cleaner walks it to completion
+    # when the client asks a price, books for soon, and the cleaner walks it to completion
     order = {"cleaner_id": cleaner.id, "service": "standard", "hours": 2}
     c("POST", "/api/v1/bookings/quote", auth=client.auth, json=order)
     lat, lng = world.place
     where = {"address": "1 Shape Street, Testville", "lat": lat, "lng": lng, "payment_method_id": "pm_card_visa"}
     booking_id = c("POST", "/api/v1/bookings", auth=client.auth,
-                   json={**order, **where, "start": tomorrow_at(9).isoformat()}).json()["booking"]["id"]
+                   json={**order, **where, "start": starting_soon().isoformat()}).json()["booking"]["id"]
     world.booking_id = booking_id
     moving = {"booking_id": booking_id}
     for move in ("accept", "on-the-way", "start"):
@@ -355,9 +357,20 @@ async def test_chat_and_realtime_answers_match_the_document(contract, pay, world
     for template, payload in [
         ("/apps/{app_id}/events", {"name": "checked", "channels": ["shapes"], "data": '{"n": 1}'}),
         ("/apps/{app_id}/batch_events", {"batch": [{"channel": "shapes", "name": "checked", "data": "{}"}] * 2}),
+        ("/apps/{app_id}/events", {"name": "checked", "channels": ["presence-shapes", "shapes"], "data": "{}",
+                                   "info": "user_count,subscription_count"}),
     ]:
         url, body = signed_for_pusher(app, template.format(app_id=app["id"]), payload)
         contract.hold(pay.post(url, content=body, headers={"Content-Type": "application/json"}), template)
+    # and the channel queries
+    for template, params in [
+        ("/apps/{app_id}/channels", {"filter_by_prefix": "presence-", "info": "user_count,subscription_count"}),
+        ("/apps/{app_id}/channels/{channel_name}", {"info": "user_count,subscription_count"}),
+        ("/apps/{app_id}/channels/{channel_name}/users", {}),
+    ]:
+        path = template.format(app_id=app["id"], channel_name="presence-shapes")
+        url, _ = signed_for_pusher(app, path, None, method="GET", query_params=params)
+        contract.hold(pay.get(url), template)
     socket_url = paid_edge.url.replace("http://", "ws://") + f"/app/{app['key']}?protocol=7"
     async with connect(socket_url, open_timeout=10) as socket:
         assert socket.response is not None

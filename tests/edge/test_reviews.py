@@ -11,14 +11,15 @@ from storage.models import CleanerProfile, OutboxEvent, User
 from tests.edge.test_bookings import bookable, booking_body
 from tests.edge.test_search import search, somewhere, square
 from tests.edge.test_supply import assert_problem
-from tests.storage.test_bookings import make_user, tomorrow_at
+from tests.storage.test_bookings import make_user, starting_soon, tomorrow_at
 
 
-def completed(api, client, cleaner, *, days: int = 1, hour: int = 9, **where) -> str:
-    """A booking of `client` with `cleaner` (at `where`'s lat and lng, when given), taken from
-    request to completion over the API."""
+def completed(api, client, cleaner, **where) -> str:
+    """A booking of `client` with `cleaner` (at `where`'s lat and lng, when given), starting soon,
+    taken from request to completion over the API (once completed it no longer holds the cleaner's
+    time, so the cleaner's next one may start soon too)."""
     made = api.post("/api/v1/bookings", headers=client.auth,
-                    json=booking_body(cleaner, tomorrow_at(hour, days=days), **where))
+                    json=booking_body(cleaner, starting_soon(), **where))
     assert made.status_code == 201, made.text
     booking_id = made.json()["booking"]["id"]
     for move in ("accept", "on-the-way", "start", "complete"):
@@ -129,7 +130,7 @@ async def test_a_cleaners_reviews_page_newest_first_and_concurrent_reviews_all_c
     # given a cleaner with three completed bookings by three clients
     cleaner = await bookable(make_account, settings)
     clients = [make_account(role="client") for _ in range(3)]
-    booking_ids = [completed(api, c, cleaner, days=1 + i) for i, c in enumerate(clients)]
+    booking_ids = [completed(api, c, cleaner) for c in clients]
     # when the three clients review at the same moment
     users = [await User.get(id=c.id) for c in clients]
     await asyncio.gather(*(reviews.review_booking(UUID(b), actor=u, rating=r, text=f"{r} stars", settings=settings)
@@ -163,7 +164,7 @@ async def test_ratings_rank_search_and_a_hidden_review_leaves_the_rating_and_the
         assert api.put("/api/v1/cleaner/service-area", headers=cleaner.auth, json=area).status_code == 200
     client = make_account(role="client")
     near_booking = completed(api, client, near, lat=lat, lng=lng)
-    far_booking = completed(api, client, far, hour=14, lat=lat, lng=lng)
+    far_booking = completed(api, client, far, lat=lat, lng=lng)
     assert review(api, client, near_booking, rating=4).status_code == 201
     far_review = review(api, client, far_booking, rating=5, text="rude words").json()["review"]
     # when a client searches there

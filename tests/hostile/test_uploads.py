@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import Account, register
 from tests.core.test_supply import HTML, image_bytes, pdf_bytes, png_bomb
 from tests.edge.test_bookings import bookable, booking_body
-from tests.storage.test_bookings import tomorrow_at
+from tests.storage.test_bookings import starting_soon
 
 PHP = b"<?php system($_GET['c']); ?>"
 
@@ -57,10 +57,10 @@ async def endpoints(api, db, settings) -> dict[str, UploadEndpoint]:
 
     cleaner = make_account(role="cleaner")
     worker, client = await bookable(make_account, settings), make_account(role="client")
-    booking = api.post("/api/v1/bookings", headers=client.auth, json=booking_body(worker, tomorrow_at(11, days=5)))
+    booking = api.post("/api/v1/bookings", headers=client.auth, json=booking_body(worker, starting_soon()))
     assert booking.status_code == 201, booking.text
     booking_id = booking.json()["booking"]["id"]
-    for move in ("accept", "on-the-way", "start"):  # evidence is taken while the job is in progress
+    for move in ("accept", "on-the-way", "start"):  # evidence is taken while the job (starting soon) is in progress
         assert api.post(f"/api/v1/bookings/{booking_id}/{move}", headers=worker.auth).status_code == 200
     found = {
         "verification document": UploadEndpoint("verification document", "document", True,

@@ -16,7 +16,13 @@ from jobs.scheduler import register, run_due, tasks
 from storage import bookings, payments
 from storage.models import AuditLog, Booking, OutboxEvent, PayoutAccount, SettleRetry, User
 from tests.fakes.stripe import API_KEY, StripeFake, event, signed
-from tests.storage.test_bookings import bookable_cleaner, make_user, request_for, tomorrow_at
+from tests.storage.test_bookings import (
+    bookable_cleaner,
+    make_user,
+    request_for,
+    starting_soon,
+    tomorrow_at,
+)
 
 WEBHOOK_SECRET = "whsec_capture_retry_test"
 BASE_S = 60
@@ -35,13 +41,13 @@ async def deliver(payload: dict, settings: Settings) -> None:
 
 
 async def in_progress(paid: Settings, stripe_fake: StripeFake, *, start=None) -> tuple[Booking, User, User]:
-    """A paid booking (card held) whose cleaner has started the work."""
+    """A paid booking (card held), starting soon unless told, whose cleaner has started the work."""
     cleaner, client = await bookable_cleaner(paid), await make_user(paid, "client")
     await payments.start_onboarding(actor=cleaner, settings=paid)
     account = await PayoutAccount.get(cleaner_id=cleaner.id)
     await deliver(event("account.updated", stripe_fake.enable_account(account.stripe_account_id)), paid)
     booking = await bookings.create_booking(actor=client, settings=paid, request=request_for(
-        cleaner, start or tomorrow_at(9), payment_method_id="pm_card_visa"))
+        cleaner, start or starting_soon(), payment_method_id="pm_card_visa"))
     for move in (bookings.accept_booking, bookings.mark_on_the_way, bookings.start_booking):
         booking = await move(booking.id, actor=cleaner, settings=paid)
     return booking, client, cleaner

@@ -122,11 +122,11 @@ async def evidence_in_progress(settings, data: bytes):
     """A completion photo added through the action, for a booking in progress."""
     from core.supply import OfferedService
     from storage import bookings, evidence, supply
-    from tests.storage.test_bookings import bookable_cleaner, make_user, request_for, tomorrow_at
+    from tests.storage.test_bookings import bookable_cleaner, make_user, request_for, starting_soon
 
     cleaner, client = await bookable_cleaner(settings), await make_user(settings, "client")
     await supply.update_profile(actor=cleaner, settings=settings, services=[OfferedService("deep", 2600)])
-    request = dataclasses.replace(request_for(cleaner, tomorrow_at(7), hours="4"), service="deep")
+    request = dataclasses.replace(request_for(cleaner, starting_soon(), hours="4"), service="deep")
     booking = await bookings.create_booking(actor=client, settings=settings, request=request)
     for move in (bookings.accept_booking, bookings.mark_on_the_way, bookings.start_booking):
         await move(booking.id, actor=cleaner, settings=settings)

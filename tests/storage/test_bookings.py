@@ -54,13 +54,22 @@ def tomorrow_at(hour: int, *, days: int = 1) -> datetime:
     return datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
 
 
+def starting_soon(*, minutes: int = 65) -> datetime:
+    """A start on a whole minute about `minutes` from now: past the one-hour minimum lead
+    (booking_min_lead_s) and inside the three hours before the start in which the cleaner may set
+    off (booking_on_the_way_lead_s), so a test can play the booking out to completion at once."""
+    return (utcnow() + timedelta(minutes=minutes + 1)).replace(second=0, microsecond=0)
+
+
 def request_for(cleaner: User, start: datetime, hours: str = "2", **kwargs) -> bookings.BookingRequest:
     return bookings.BookingRequest(cleaner_id=cleaner.id, service="standard", start=start, hours=Decimal(hours),
                                    address=kwargs.pop("address", "1 Test Street, London"),
                                    lat=kwargs.pop("lat", 51.5), lng=kwargs.pop("lng", -0.12), **kwargs)
 
 async def complete_as_cleaner(booking_id, cleaner: User, settings):
-    """The cleaner's side of a booking from request to completed: accept, on the way, start, complete."""
+    """The cleaner's side of a booking from request to completed: accept, on the way, start, complete.
+
+    The booking must start within the cleaner's window (see `starting_soon`): earlier they may not set off."""
     booking = None
     for move in (bookings.accept_booking, bookings.mark_on_the_way, bookings.start_booking,
                  bookings.complete_booking):
@@ -90,7 +99,7 @@ async def test_a_request_is_priced_and_recorded_with_its_first_event(db, setting
 async def test_the_whole_lifecycle_stamps_every_step(db, settings):
     cleaner, client = await bookable_cleaner(settings), await make_user(settings, "client")
     booking = await bookings.create_booking(actor=client, settings=settings,
-                                            request=request_for(cleaner, tomorrow_at(9)))
+                                            request=request_for(cleaner, starting_soon()))
     booking = await complete_as_cleaner(booking.id, cleaner, settings)
     assert booking.state == "completed"
     assert all([booking.accepted_at, booking.on_the_way_at, booking.started_at, booking.completed_at])
@@ -103,6 +112,64 @@ async def test_the_whole_lifecycle_stamps_every_step(db, settings):
                 .values_list("type", flat=True))
     assert types == {"booking.requested", "booking.accepted", "booking.on_the_way", "booking.started",
                      "booking.completed", "booking.disputed"}
+
+
+async def test_a_cleaner_cannot_set_off_or_start_days_before_the_booking(db, settings):
+    # given an accepted booking that starts in two days, and another on its way (the cleaner set
+    # off while the platform allowed setting off three days ahead; it is back to three hours now)
+    cleaner, client = await bookable_cleaner(settings), await make_user(settings, "client")
+    ahead = await bookings.create_booking(actor=client, settings=settings,
+                                          request=request_for(cleaner, tomorrow_at(9, days=2)))
+    await bookings.accept_booking(ahead.id, actor=cleaner, settings=settings)
+    started = await bookings.create_booking(actor=client, settings=settings,
+                                            request=request_for(cleaner, tomorrow_at(15, days=2)))
+    await bookings.accept_booking(started.id, actor=cleaner, settings=settings)
+    three_days = settings.model_copy(update={"booking_on_the_way_lead_s": 3 * 86400})
+    await bookings.mark_on_the_way(started.id, actor=cleaner, settings=three_days)
+    events_before = await OutboxEvent.filter(payload__contains={"booking_id": str(ahead.id)}).count()
+    allowed_from = (ahead.starts_at - timedelta(seconds=settings.booking_on_the_way_lead_s)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+
+    # when the cleaner marks the first on the way, and starts the second
+    with pytest.raises(Conflict) as setting_off:
+        await bookings.mark_on_the_way(ahead.id, actor=cleaner, settings=settings)
+    with pytest.raises(Conflict) as starting:
+        await bookings.start_booking(started.id, actor=cleaner, settings=settings)
+
+    # then both are refused as too early, saying from when (three hours before the start)
+    assert setting_off.value.code == starting.value.code == "too_early"
+    assert setting_off.value.detail == (f"too early: a cleaner may set off for this booking from "
+                                        f"{allowed_from}, 3 hours before its start")
+    assert "may start this booking from" in starting.value.detail
+    # and nothing was written: the bookings stand, with no new step, audit row or event
+    row, still = await Booking.get(id=ahead.id), await Booking.get(id=started.id)
+    assert (row.state, row.on_the_way_at, still.state, still.started_at) == ("accepted", None, "on_the_way", None)
+    assert await BookingTransition.filter(booking_id=ahead.id).count() == 2
+    assert await OutboxEvent.filter(payload__contains={"booking_id": str(ahead.id)}).count() == events_before
+    assert not await AuditLog.filter(entity_id=str(ahead.id), action="booking.on_the_way").exists()
+    assert not await AuditLog.filter(entity_id=str(started.id), action="booking.start").exists()
+    assert not await OutboxEvent.filter(type="booking.started", payload__contains={"booking_id": str(started.id)}).exists()
+
+
+async def test_a_cleaner_sets_off_within_the_window_and_a_longer_lead_is_a_setting(db, settings):
+    # given an accepted booking that starts in about five hours: outside the default three-hour window
+    cleaner, client = await bookable_cleaner(settings), await make_user(settings, "client")
+    booking = await bookings.create_booking(actor=client, settings=settings,
+                                            request=request_for(cleaner, starting_soon(minutes=5 * 60)))
+    await bookings.accept_booking(booking.id, actor=cleaner, settings=settings)
+    with pytest.raises(Conflict) as refused:
+        await bookings.mark_on_the_way(booking.id, actor=cleaner, settings=settings)
+    assert refused.value.code == "too_early"
+
+    # when the platform allows setting off six hours ahead, and the cleaner tries again
+    six_hours = settings.model_copy(update={"booking_on_the_way_lead_s": 6 * 3600})
+    on_the_way = await bookings.mark_on_the_way(booking.id, actor=cleaner, settings=six_hours)
+    started = await bookings.start_booking(booking.id, actor=cleaner, settings=six_hours)
+
+    # then the cleaner is on the way, then at work, and the client is told each
+    assert (on_the_way.state, started.state) == ("on_the_way", "in_progress")
+    told = await OutboxEvent.filter(payload__contains={"booking_id": str(booking.id)}).values_list("type", flat=True)
+    assert {"booking.on_the_way", "booking.started"} <= set(told)
 
 
 async def test_strangers_get_not_found_and_clients_cannot_do_the_cleaners_part(db, settings):
@@ -238,16 +305,17 @@ async def test_listing_pages_through_the_callers_bookings_by_state(db, settings)
 
 
 async def test_completing_with_other_hours_requotes_at_the_booked_rate_and_keeps_the_quote(db, settings):
-    # given two 2-hour bookings at £20/h, started (payments are off here)
-    cleaner, client = await bookable_cleaner(settings), await make_user(settings, "client")
-    longer = await bookings.create_booking(actor=client, settings=settings, request=request_for(cleaner, tomorrow_at(8)))
-    same = await bookings.create_booking(actor=client, settings=settings, request=request_for(cleaner, tomorrow_at(14)))
-    for booking in (longer, same):
+    # given two 2-hour bookings at £20/h starting soon with two cleaners, started (payments are off here)
+    cleaner, other, client = (await bookable_cleaner(settings), await bookable_cleaner(settings),
+                              await make_user(settings, "client"))
+    longer = await bookings.create_booking(actor=client, settings=settings, request=request_for(cleaner, starting_soon()))
+    same = await bookings.create_booking(actor=client, settings=settings, request=request_for(other, starting_soon()))
+    for booking, by in ((longer, cleaner), (same, other)):
         for move in (bookings.accept_booking, bookings.mark_on_the_way, bookings.start_booking):
-            await move(booking.id, actor=cleaner, settings=settings)
+            await move(booking.id, actor=by, settings=settings)
     # when the cleaner completes the first after 3.25 hours and the second as booked
     done = await bookings.complete_booking(longer.id, actor=cleaner, settings=settings, hours="3.25")
-    plain = await bookings.complete_booking(same.id, actor=cleaner, settings=settings)
+    plain = await bookings.complete_booking(same.id, actor=other, settings=settings)
     # then the first is priced for 3.25 hours (tax on top, the take out of it) and the quote is kept
     assert (done.hours, done.subtotal_minor, done.tax_minor, done.amount_minor, done.platform_fee_minor) == (
         Decimal("3.25"), 6500, 1300, 7800, 975)
@@ -263,7 +331,7 @@ async def test_completing_with_other_hours_requotes_at_the_booked_rate_and_keeps
 
 async def test_hours_over_the_extra_limit_are_refused_and_the_booking_stays_in_progress(db, settings):
     cleaner, client = await bookable_cleaner(settings), await make_user(settings, "client")
-    booking = await bookings.create_booking(actor=client, settings=settings, request=request_for(cleaner, tomorrow_at(9)))
+    booking = await bookings.create_booking(actor=client, settings=settings, request=request_for(cleaner, starting_soon()))
     for move in (bookings.accept_booking, bookings.mark_on_the_way, bookings.start_booking):
         await move(booking.id, actor=cleaner, settings=settings)
     one_extra = settings.model_copy(update={"booking_max_extra_hours": 1})

@@ -15,16 +15,22 @@ from core.invoices import PaymentNotSettled
 from storage import bookings, invoices
 from storage.files import file_store
 from storage.models import Booking, Invoice, OutboxEvent, User
-from tests.storage.test_bookings import bookable_cleaner, make_user, request_for, tomorrow_at
+from tests.storage.test_bookings import (
+    bookable_cleaner,
+    make_user,
+    request_for,
+    starting_soon,
+    tomorrow_at,
+)
 
 
-async def completed_booking(settings, *, cleaner: User | None = None, client: User | None = None,
-                            days: int = 1, hour: int = 9) -> Booking:
-    """A booking taken through the whole day by its cleaner (payments off: nothing captured)."""
+async def completed_booking(settings, *, cleaner: User | None = None, client: User | None = None) -> Booking:
+    """A booking starting soon, taken through the whole day by its cleaner (payments off: nothing
+    captured). Once completed it no longer holds the cleaner's time, so the next one may start soon too."""
     cleaner = cleaner or await bookable_cleaner(settings)
     client = client or await make_user(settings, "client")
     booking = await bookings.create_booking(actor=client, settings=settings,
-                                            request=request_for(cleaner, tomorrow_at(hour, days=days), "2.5"))
+                                            request=request_for(cleaner, starting_soon(), "2.5"))
     await bookings.accept_booking(booking.id, actor=cleaner, settings=settings)
     await bookings.mark_on_the_way(booking.id, actor=cleaner, settings=settings)
     await bookings.start_booking(booking.id, actor=cleaner, settings=settings)
@@ -61,11 +67,10 @@ async def test_a_completed_booking_gets_one_numbered_invoice_for_what_was_paid(d
 
 
 async def test_invoices_issued_at_once_take_every_number_once_without_a_gap(db, settings):
-    # given twelve completed bookings (two cleaners, six days each)
+    # given twelve completed bookings (two cleaners, six each, one after another)
     cleaners = [await bookable_cleaner(settings), await bookable_cleaner(settings)]
     client = await make_user(settings, "client")
-    done = [await completed_booking(settings, cleaner=cleaners[i % 2], client=client, days=1 + i // 2)
-            for i in range(12)]
+    done = [await completed_booking(settings, cleaner=cleaners[i % 2], client=client) for i in range(12)]
     year = a_year_of_its_own()
     now = datetime(year, 6, 1, tzinfo=UTC)
     # when all of them are invoiced at the same time, each booking by two workers at once

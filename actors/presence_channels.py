@@ -21,6 +21,10 @@ rebalance moves it, the old shards `retire` (stop sweeping, answer MOVED to ever
 each worker's sockets with how long that worker has been silent, before the new count commits:
 the new shards start with the whole membership, nobody is told anything, and the dead-worker
 sweep goes on where it was (docs/decisions/0018-live-resharding.md).
+
+For Pusher's channel query API the shards also say how many users each presence channel has,
+and which workers are alive (heard within three heartbeats): the workers whose counts a query
+waits for (edge/realtime/census.py).
 """
 
 from __future__ import annotations
@@ -223,6 +227,21 @@ class PresenceChannelShard:
             return MOVED
         return [list(self.channels.get((app_id, channel), {})) for channel in channels]
 
+    async def member_counts(self, app_id: str, channels: list[str]) -> list[int] | str:
+        """How many users each of `channels` has (one call for a batch of channels)."""
+        await self._ready()
+        if self.retired:
+            return MOVED
+        return [len(self.channels.get((app_id, channel), {})) for channel in channels]
+
+    async def live_workers(self) -> list[str] | str:
+        """The edge workers heard from within the heartbeats after which one counts as dead."""
+        await self._ready()
+        if self.retired:
+            return MOVED
+        limit = time.monotonic() - MISSED_HEARTBEATS * self.settings.realtime_worker_heartbeat_s
+        return [worker for worker, seen in self.workers.items() if seen >= limit]
+
     async def describe(self) -> dict[str, Any]:
         """What `spotless actors status` shows: presence channels with members, and where it runs."""
         return {"entities": len(self.channels), **process_facts()}
@@ -316,17 +335,42 @@ class PresenceChannels:
 
     async def watching(self, app_id: str, channels: list[str]) -> dict[str, set[str]]:
         """Who has a socket on each channel, asking each shard once for all of its channels."""
+        found = await self._per_channel("watching", app_id, channels)
+        return {channel: set(users) for channel, users in found.items()}
 
-        async def ask(layout: Layout) -> dict[str, set[str]] | str:
+    async def member_counts(self, app_id: str, channels: list[str]) -> dict[str, int]:
+        """How many users each channel has, asking each shard once for all of its channels."""
+        counts: dict[str, int] = await self._per_channel("member_counts", app_id, channels)
+        return counts
+
+    async def _per_channel(self, method: str, app_id: str, channels: list[str]) -> dict[str, Any]:
+        """`method(app_id, names)` on each shard holding some of `channels`, in one call per
+        shard; the answers (one per name, in order) by channel."""
+
+        async def ask(layout: Layout) -> dict[str, Any] | str:
             by_shard: dict[int, list[str]] = {}
             for channel in channels:
                 by_shard.setdefault(shard_of_channel(app_id, channel, layout.shard_count), []).append(channel)
-            answers = await asyncio.gather(*(self.shard(shard, layout).watching.remote(app_id, names)
+            answers = await asyncio.gather(*(getattr(self.shard(shard, layout), method).remote(app_id, names)
                                              for shard, names in by_shard.items()))
             if MOVED in answers:
                 return MOVED
-            return {channel: set(users) for names, found in zip(by_shard.values(), answers, strict=True)
-                    for channel, users in zip(names, found, strict=True)}
+            return {channel: answer for names, found in zip(by_shard.values(), answers, strict=True)
+                    for channel, answer in zip(names, found, strict=True)}
 
-        found: dict[str, set[str]] = await call_owner(self.layouts, KIND, self.prefix, ask)
+        found: dict[str, Any] = await call_owner(self.layouts, KIND, self.prefix, ask)
         return found
+
+    async def live_workers(self) -> set[str]:
+        """The edge workers any shard has heard from lately (each worker heartbeats every shard,
+        so one that restarted and has not heard a round yet does not hide them)."""
+
+        async def ask(layout: Layout) -> set[str] | str:
+            answers = await asyncio.gather(*(self.shard(shard, layout).live_workers.remote()
+                                             for shard in range(layout.shard_count)))
+            if MOVED in answers:
+                return MOVED
+            return {worker for workers in answers for worker in workers}
+
+        alive: set[str] = await call_owner(self.layouts, KIND, self.prefix, ask)
+        return alive

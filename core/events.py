@@ -258,6 +258,12 @@ def socket_grant_subject(worker: str) -> str:
     return f"sys.sockets.{worker}.granted"
 
 
+# A channel query of Pusher's HTTP API (GET /apps/{id}/channels...) asks every edge worker how
+# many of its sockets are on which channels; each answers the request's reply inbox with its own
+# counts (edge/realtime/census.py).
+CHANNELS_QUERY_SUBJECT = "sys.channels.query"
+
+
 class RealtimeEvent(StrEnum):
     """Event names that servers send to sockets on `rt.<channel>` (not outbox event types)."""
 

@@ -153,6 +153,9 @@ class Settings(BaseSettings):
     realtime_pong_timeout_s: float = 15.0  # no pong within this after a ping: close with 4201
     realtime_worker_heartbeat_s: float = 10.0  # presence members of a worker silent 3x this are dropped
     realtime_auth_timestamp_tolerance_s: int = 600  # signed HTTP events API requests
+    # A channel query waits this long for every live edge worker's counts, then answers without
+    # the workers that have not answered (edge/realtime/census.py).
+    realtime_channel_query_timeout_s: float = 1.0
     conversation_shards: int = 4
     conversation_shard_prefix: str = "conversations"
     presence_channel_shards: int = 2  # who is on each presence channel; seeds the layout as the counts above do

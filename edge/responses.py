@@ -597,6 +597,35 @@ class PusherBatch(Shape):
     batch: list[PusherEmpty]
 
 
+class PusherChannelInfo(Shape):
+    """What `info` asked of one channel (core/channel_queries.py)."""
+
+    user_count: int = present_when("info=user_count, presence channels only: distinct users")
+    subscription_count: int = present_when("info=subscription_count: subscribed sockets")
+
+
+class PusherChannels(Shape):
+    channels: dict[str, PusherChannelInfo] = Field(description="occupied channels by name")
+
+
+class PusherTriggered(Shape):
+    channels: dict[str, PusherChannelInfo] = present_when("when the trigger's `info` asked: each channel")
+
+
+class PusherChannel(Shape):
+    occupied: bool
+    user_count: int = present_when("info=user_count (presence channels only)")
+    subscription_count: int = present_when("info=subscription_count")
+
+
+class PusherUser(Shape):
+    id: str
+
+
+class PusherUsers(Shape):
+    users: list[PusherUser]
+
+
 BINARY = {"type": "string", "format": "binary"}
 
 

@@ -1,6 +1,8 @@
 """Pusher's HTTP events API for server-side publishing: POST /apps/{app_id}/events and
 /batch_events, signed as Pusher's server libraries sign (auth_key, auth_timestamp,
-auth_version=1.0, body_md5, auth_signature). Events are published on NATS `rt.<channel>`."""
+auth_version=1.0, body_md5, auth_signature). Events are published on NATS `rt.<channel>`.
+A trigger's `info` (subscription_count, user_count) answers with its channels' counts, as the
+channel query API (edge/realtime/channels_api.py) gathers them."""
 
 from __future__ import annotations
 
@@ -15,13 +17,14 @@ from sanic.response import HTTPResponse
 from sanic.response import json as json_response
 from sanic_ext import openapi
 
+from core.channel_queries import InfoAttribute, requested_info
 from core.channels import channel_kind
 from core.errors import Invalid, NotFound, Unauthenticated, Unavailable
 from core.realtime import RealtimeApp
 from core.settings import Settings
 from edge.realtime import errors as ws_errors
 from edge.realtime.signing import request_signature_valid
-from edge.responses import PusherBatch, PusherEmpty
+from edge.responses import PusherBatch, PusherTriggered
 from edge.responses import json_response as documented_json
 from edge.validation import openapi_content
 
@@ -37,20 +40,24 @@ _EVENT_FIELDS = {
     "socket_id": {"type": "string", "description": "a socket not to send the event to"},
 }
 EVENT_BODY = {"type": "object", "required": ["name", "data"], "properties": {
-    **_EVENT_FIELDS, "channels": {"type": "array", "minItems": 1, "maxItems": MAX_CHANNELS_PER_EVENT,
+    **_EVENT_FIELDS,
+    "info": {"type": "string", "description": "comma-separated attributes to answer for each channel: "
+             "subscription_count, user_count (presence channels)"},
+    "channels": {"type": "array", "minItems": 1, "maxItems": MAX_CHANNELS_PER_EVENT,
                                   "items": {"type": "string"}, "description": "or a single channel"}}}
 BATCH_BODY = {"type": "object", "required": ["batch"], "properties": {"batch": {
     "type": "array", "minItems": 1, "maxItems": MAX_BATCH,
     "items": {"type": "object", "required": ["name", "data", "channel"], "properties": _EVENT_FIELDS}}}}
 
 
-def _signed_app(request: Request, app_id: str) -> RealtimeApp:
+def signed_app(request: Request, app_id: str) -> RealtimeApp:
     """The app the request is for, once its signature, key, timestamp and body hash check out."""
     apps: tuple[RealtimeApp, ...] = request.app.ctx.realtime_apps
     app = next((a for a in apps if a.id == app_id), None)
     if app is None:
         raise NotFound("no such realtime app", code="unknown_app")
-    params = {key: value for key, value in request.query_args}
+    # Blank values too: a library signs `info=` as sent.
+    params = {key: value for key, value in request.get_query_args(keep_blank_values=True)}
     settings: Settings = request.app.ctx.settings
     if params.get("auth_key") != app.key or params.get("auth_version") != "1.0":
         raise Unauthenticated("auth_key and auth_version=1.0 are required", code="bad_signature")
@@ -120,11 +127,25 @@ def signed_query(handler: Any) -> Any:
 @openapi.definition(summary="Pusher HTTP events API: trigger an event (signed)", tag="realtime",
                     body=openapi_content(EVENT_BODY))
 @signed_query
-@openapi.response(200, documented_json(PusherEmpty), "published (Pusher answers an empty object)")
+@openapi.response(200, documented_json(PusherTriggered),
+                  "published: an empty object, or the channels' counts when `info` asked for them")
 async def trigger(request: Request, app_id: str) -> HTTPResponse:
-    app = _signed_app(request, app_id)
-    await _publish(request, app, [_event(_body(request), app, batch=False)])
-    return json_response({})
+    app = signed_app(request, app_id)
+    body = _body(request)
+    event = _event(body, app, batch=False)
+    info = _info(body)
+    # Counted before publishing (the sockets that will hear it): should counting fail, nothing
+    # was published, and the server may simply retry.
+    channels = await request.app.ctx.realtime.census.describe(app.id, info, channels=event[0]) if info else None
+    await _publish(request, app, [event])
+    return json_response({} if channels is None else {"channels": channels})
+
+
+def _info(payload: dict[str, Any]) -> frozenset[InfoAttribute]:
+    info = payload.get("info")
+    if info is not None and not isinstance(info, str):
+        raise Invalid("must be a comma-separated string", field="info")
+    return requested_info(info)
 
 
 @bp.post("/<app_id>/batch_events")
@@ -133,7 +154,7 @@ async def trigger(request: Request, app_id: str) -> HTTPResponse:
 @signed_query
 @openapi.response(200, documented_json(PusherBatch), "published: an empty object per event")
 async def trigger_batch(request: Request, app_id: str) -> HTTPResponse:
-    app = _signed_app(request, app_id)
+    app = signed_app(request, app_id)
     body = _body(request)
     batch = body.get("batch") if isinstance(body, dict) else None
     if not isinstance(batch, list) or not 1 <= len(batch) <= MAX_BATCH:

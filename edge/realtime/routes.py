@@ -14,7 +14,8 @@ from websockets.exceptions import ConnectionClosed
 from core.realtime import RealtimeApp, parse_apps
 from core.settings import Settings
 from edge.chat import router_of
-from edge.realtime import auth, events_api
+from edge.realtime import auth, channels_api, events_api
+from edge.realtime.census import Census
 from edge.realtime.connection import Connection, report, watch_activity
 from edge.realtime.errors import OverConnectionCapacity, PusherError, Unavailable, UnknownApp
 from edge.realtime.hub import Hub
@@ -29,11 +30,13 @@ bp = Blueprint("realtime_socket")
 
 @dataclass
 class RealtimeState:
-    """What one edge worker holds for realtime: the configured apps, its hub, presence client."""
+    """What one edge worker holds for realtime: the configured apps, its hub, presence client,
+    and the census that answers channel queries."""
 
     apps: tuple[RealtimeApp, ...]
     hub: Hub
     presence: PresenceRegistry
+    census: Census
 
     def app_by_key(self, key: str) -> RealtimeApp:
         for app in self.apps:
@@ -84,15 +87,17 @@ def install(app: Sanic) -> None:
     # ping every 20 s would be one more timer, frame and future per socket for nothing.
     app.config.WEBSOCKET_PING_INTERVAL = None
     app.ctx.realtime_apps = apps
-    for blueprint in (bp, auth.bp, events_api.bp):
+    for blueprint in (bp, auth.bp, events_api.bp, channels_api.bp):
         app.blueprint(blueprint)
 
     @app.after_server_start
     async def start_realtime(app: Sanic) -> None:
         bus: Bus = app.ctx.bus
-        app.ctx.realtime = RealtimeState(apps, Hub(bus), PresenceRegistry(settings, layouts=app.ctx.layouts))
+        hub, presence = Hub(bus), PresenceRegistry(settings, layouts=app.ctx.layouts)
+        app.ctx.realtime = RealtimeState(apps, hub, presence, Census(hub, presence, settings))
         app.ctx.realtime.hub.start()
         app.ctx.realtime.presence.start()
+        app.ctx.realtime.census.start()
         app.ctx.realtime_sweeper = asyncio.get_running_loop().create_task(
             watch_activity(app.ctx.realtime.hub.connections, settings))
 
@@ -107,5 +112,6 @@ def install(app: Sanic) -> None:
             with contextlib.suppress(Exception):
                 await connection.ws.close(4200, "Server restarting; reconnect")
         await asyncio.sleep(0)
+        await state.census.stop()
         await state.hub.stop()
         await state.presence.stop()

@@ -61,4 +61,9 @@ def test_openapi_document_lists_query_parameters_and_request_bodies(api):
         signing = {p["name"]: p.get("required", False) for p in paths[path]["post"]["parameters"] if p["in"] == "query"}
         assert signing == {"auth_key": True, "auth_timestamp": True, "auth_version": True, "body_md5": False,
                            "auth_signature": True}
+    signed_by = {"auth_key", "auth_timestamp", "auth_version", "body_md5", "auth_signature"}
+    for path, own in [("/apps/{app_id}/channels", {"filter_by_prefix", "info"}),  # Pusher's channel queries
+                      ("/apps/{app_id}/channels/{channel_name}", {"info"}),
+                      ("/apps/{app_id}/channels/{channel_name}/users", set())]:
+        assert query(path) == signed_by | own, path
 

@@ -43,10 +43,14 @@ PUBLIC = {
     "/api/v1/webhooks/stripe": "authorised by Stripe's signature",
     "/apps/<app_id:str>/events": "authorised by the Pusher request signature",
     "/apps/<app_id:str>/batch_events": "authorised by the Pusher request signature",
+    "/apps/<app_id:str>/channels": "authorised by the Pusher request signature",
+    "/apps/<app_id:str>/channels/<channel_name:str>": "authorised by the Pusher request signature",
+    "/apps/<app_id:str>/channels/<channel_name:str>/users": "authorised by the Pusher request signature",
     "/healthz": "operations", "/readyz": "operations", "/metrics": "operations",
 }
 # Path parameters that name no one's property, with a value to send.
-NOT_IDS = {"move": "cancel", "provider": "google", "slug": "about", "app_id": "1001"}
+NOT_IDS = {"move": "cancel", "provider": "google", "slug": "about", "app_id": "1001",
+           "channel_name": "presence-lobby"}
 # Ids of things that belong to someone; what each names in the world built below.
 IDS = {"booking_id", "raw_id", "token_id", "token", "evidence_id", "user_id", "cleaner_id", "document_id",
        "attachment_id"}

@@ -32,6 +32,7 @@ from actors.layout import MOVED, SHARD_GONE, Layouts, ShardSet
 from actors.presence_channels import PresenceChannels
 from actors.runtime import shard_name, shard_options
 from actors.status import process_facts
+from core import collector
 from core.accounts import AccountError
 from core.batching import Coalescer
 from core.channels import BookingParties, conversation_channel
@@ -111,6 +112,7 @@ def _error(exc: Exception) -> dict[str, Any]:
 @ray.remote
 class ConversationShard:
     def __init__(self, settings: Settings, shard: int, shard_count: int, prefix: str | None = None) -> None:
+        collector.tune()  # this process is the shard's alone (core/collector.py)
         self.settings = settings
         self.shard = shard
         self.shard_count = shard_count

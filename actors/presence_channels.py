@@ -43,6 +43,7 @@ import ray
 from actors.layout import MOVED, Layouts, ShardSet, call_owner, prefix_of
 from actors.runtime import shard_name, shard_options
 from actors.status import process_facts
+from core import collector
 from core.events import realtime_subject
 from core.realtime import fanout_message, shard_of_channel
 from core.settings import Settings
@@ -65,6 +66,7 @@ RESTORE_HEARTBEATS = MISSED_HEARTBEATS
 class PresenceChannelShard:
     def __init__(self, settings: Settings, shard: int, shard_count: int | None = None,
                  prefix: str | None = None) -> None:
+        collector.tune()  # this process is the shard's alone (core/collector.py)
         self.settings = settings
         self.shard = shard
         self.shard_count = shard_count or settings.presence_channel_shards

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import os
 import resource
@@ -52,6 +51,7 @@ from bench.stack import (
     start_services,
     subscribe,
 )
+from core import collector
 from core.realtime import RealtimeApp, parse_apps
 from core.settings import Settings
 from edge.realtime.signing import channel_auth
@@ -250,9 +250,8 @@ async def one_size(args: argparse.Namespace, url: str, app: RealtimeApp, convers
     await asyncio.gather(*(open_one(listener) for listener in listeners))
     opened_s = time.perf_counter() - started
     # This process measures: its own collector pausing over thousands of sockets' objects would
-    # show up as latency that the stack never had.
-    gc.collect()
-    gc.freeze()
+    # show up as latency that the stack never had. Tuned as the edge and the shards are.
+    collector.tune()
     await asyncio.sleep(1)
     memory = ""
     if edge_pid and rss_before is not None:

@@ -34,6 +34,7 @@ import shapely
 import uvloop
 
 from actors.clients import SpatialClient
+from core import collector
 from core.settings import Settings
 from storage.db import asyncpg_dsn
 from storage.migrate import migrate
@@ -204,6 +205,7 @@ class Drivers:
 def _driver_process(pipe: Any, ray_address: str, namespace: str, settings: dict[str, Any], prefix: str,
                     url: str, pg_pool: int, points: np.ndarray) -> None:
     ray.init(address=ray_address, namespace=namespace, log_to_driver=False, logging_level=logging.WARNING)
+    collector.tune()  # as the edge worker it stands for
     uvloop.run(_drive_on_request(pipe, Settings(**settings), prefix, url, pg_pool, points.tolist()))
 
 

@@ -54,9 +54,11 @@ def cmd_admin(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
+    from core import collector
     from jobs.runner import run_workers
 
     _need_database()
+    collector.tune()  # a long-running process, as the edge's workers and the shards (core/collector.py)
     asyncio.run(run_workers(get_settings(), kinds=args.kinds or ["all"]))
 
 

@@ -26,6 +26,7 @@ from prometheus_client import (
 from sanic import Request
 from sanic.response import HTTPResponse
 
+from core import collector
 from core.settings import SECRET_SETTINGS, URL_SETTINGS, Settings
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
@@ -53,13 +54,10 @@ _gc_started = [0.0]
 
 
 def tune_garbage_collector() -> None:
-    """Take everything alive once the worker has started (modules of Ray, pydantic, Sanic: several
-    hundred thousand objects) out of the collector's reach, so that a full collection scans only
-    what requests and sockets made since; and time every pause (spotless_gc_pause_seconds).
-    A full collection over the start-up heap took tens of milliseconds: a latency spike for
-    every socket of the worker."""
-    gc.collect()
-    gc.freeze()
+    """Tune the collector as every long-running process does (core/collector.py: start-up heap
+    frozen, thresholds raised so that objects in flight are never promoted and full collections
+    stay rare) and time every pause (spotless_gc_pause_seconds)."""
+    collector.tune()
     if _time_gc_pause not in gc.callbacks:
         gc.callbacks.append(_time_gc_pause)
 

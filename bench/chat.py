@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import resource
@@ -249,9 +250,11 @@ async def one_size(args: argparse.Namespace, url: str, app: RealtimeApp, convers
     started = time.perf_counter()
     await asyncio.gather(*(open_one(listener) for listener in listeners))
     opened_s = time.perf_counter() - started
-    # This process measures: its own collector pausing over thousands of sockets' objects would
-    # show up as latency that the stack never had. Tuned as the edge and the shards are.
+    # This process measures: its own collector pausing over thousands of sockets' objects (or
+    # over a young generation of 50,000) would show up as latency that the stack never had. So it
+    # runs without one while it measures, and collects between sizes.
     collector.tune()
+    gc.disable()
     await asyncio.sleep(1)
     memory = ""
     if edge_pid and rss_before is not None:
@@ -303,6 +306,7 @@ async def one_size(args: argparse.Namespace, url: str, app: RealtimeApp, convers
     for listener in listeners:
         if listener.ws is not None:
             await listener.ws.close()
+    gc.enable()
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -147,7 +147,7 @@ def check_transition(
         if now < allowed_from:
             raise Conflict(f"too early: a cleaner may {ON_THE_DAY[action]} this booking from "
                            f"{iso_utc(allowed_from)}, {duration_words(on_the_way_lead)} before its start",
-                           code=BookingError.TOO_EARLY)
+                           code=BookingError.TOO_EARLY, members={"allowed_from": iso_utc(allowed_from)})
     return transition
 
 

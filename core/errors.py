@@ -19,11 +19,13 @@ class SpotlessError(Exception):
     code = "bad_request"
     title = "Bad request"
 
-    def __init__(self, detail: str | None = None, *, code: str | None = None) -> None:
+    def __init__(self, detail: str | None = None, *, code: str | None = None,
+                 members: dict[str, object] | None = None) -> None:
         super().__init__(detail or self.title)
         self.detail = detail or self.title
         if code is not None:
             self.code = code
+        self.members = members or {}  # more members of the problem document, for clients to read
 
 
 class Invalid(SpotlessError):
@@ -115,4 +117,4 @@ def problem_of(exc: SpotlessError) -> tuple[dict[str, object], dict[str, str]]:
     errors = [{"field": e.field, "message": e.message} for e in exc.errors] if isinstance(exc, Invalid) else None
     headers = ({"Retry-After": str(exc.retry_after_s)}
                if isinstance(exc, RateLimited | Unavailable) else {})
-    return problem_body(exc.status, exc.code, exc.title, exc.detail, errors=errors), headers
+    return problem_body(exc.status, exc.code, exc.title, exc.detail, errors=errors, **exc.members), headers

@@ -206,7 +206,7 @@ MOVES: dict[str, Mover] = {
                                 "caller's to make is 403 not_your_move. "
                                 "The cleaner may mark on-the-way, and start, no earlier than "
                                 "SPOTLESS_BOOKING_ON_THE_WAY_LEAD_S (default 3 hours) before the booking's "
-                                "start: earlier is 409 too_early, whose detail says from when (UTC).",
+                                "start: earlier is 409 too_early, whose allowed_from member (and detail) says from when (UTC).",
                     body=openapi_body(MoveBody),
                     tag="bookings")
 @openapi.response(200, json_response(BookingAnswer), "the booking, moved")

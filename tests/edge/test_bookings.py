@@ -105,6 +105,7 @@ async def test_a_cleaner_cannot_set_off_days_early_and_is_told_from_when(api, db
     allowed_from = (tomorrow_at(9, days=2) - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert problem["detail"] == (f"too early: a cleaner may set off for this booking from {allowed_from}, "
                                  "3 hours before its start")
+    assert problem["allowed_from"] == allowed_from  # for the app to show, without reading the text
     # and starting skips a step, and staff may not make the cleaner's move at all
     assert_problem(start, 409, code="illegal_transition")
     assert_problem(by_staff, 403, code="not_your_move")

@@ -129,7 +129,8 @@ def check_transition(
     long before the start (Conflict too_early before), so completing, which needs a start, follows."""
     transition = TRANSITIONS[action]
     if party not in transition.parties:
-        raise Forbidden(f"the {party} may not {action.replace('_', ' ')} a booking",
+        deed = "mark a booking on the way" if action == Action.ON_THE_WAY else f"{action} a booking"
+        raise Forbidden(f"the {party} may not {deed}",
                         code=BookingError.NOT_YOUR_MOVE)
     if state not in transition.sources:
         raise Conflict(f"this booking is {state.replace('_', ' ')}: it cannot be moved by '{action}'",

@@ -589,19 +589,16 @@ class ChannelAuth(Shape):
     channel_data: str = present_when("presence channels only: the member's JSON, as signed")
 
 
-class PusherEmpty(Shape):
-    """Pusher's events API answers an empty object."""
-
-
-class PusherBatch(Shape):
-    batch: list[PusherEmpty]
-
-
 class PusherChannelInfo(Shape):
     """What `info` asked of one channel (core/channel_queries.py)."""
 
     user_count: int = present_when("info=user_count, presence channels only: distinct users")
     subscription_count: int = present_when("info=subscription_count: subscribed sockets")
+
+
+class PusherBatch(Shape):
+    batch: list[PusherChannelInfo] = Field(description="per event: what its `info` asked of its channel, "
+                                                        "else an empty object")
 
 
 class PusherChannels(Shape):

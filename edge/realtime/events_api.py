@@ -38,11 +38,11 @@ _EVENT_FIELDS = {
     "data": {"type": "string", "description": "the payload; JSON-encode objects"},
     "channel": {"type": "string"},
     "socket_id": {"type": "string", "description": "a socket not to send the event to"},
+    "info": {"type": "string", "description": "comma-separated attributes to answer for each channel: "
+             "subscription_count, user_count (presence channels)"},
 }
 EVENT_BODY = {"type": "object", "required": ["name", "data"], "properties": {
     **_EVENT_FIELDS,
-    "info": {"type": "string", "description": "comma-separated attributes to answer for each channel: "
-             "subscription_count, user_count (presence channels)"},
     "channels": {"type": "array", "minItems": 1, "maxItems": MAX_CHANNELS_PER_EVENT,
                                   "items": {"type": "string"}, "description": "or a single channel"}}}
 BATCH_BODY = {"type": "object", "required": ["batch"], "properties": {"batch": {
@@ -59,8 +59,10 @@ def signed_app(request: Request, app_id: str) -> RealtimeApp:
     # Blank values too: a library signs `info=` as sent.
     params = {key: value for key, value in request.get_query_args(keep_blank_values=True)}
     settings: Settings = request.app.ctx.settings
-    if params.get("auth_key") != app.key or params.get("auth_version") != "1.0":
+    if "auth_key" not in params or params.get("auth_version") != "1.0":
         raise Unauthenticated("auth_key and auth_version=1.0 are required", code="bad_signature")
+    if params["auth_key"] != app.key:
+        raise Unauthenticated(f"auth_key is not the key of app {app.id}", code="bad_signature")
     timestamp = params.get("auth_timestamp", "")
     if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > settings.realtime_auth_timestamp_tolerance_s:
         raise Unauthenticated("auth_timestamp is missing or too far from the server's clock",
@@ -152,12 +154,21 @@ def _info(payload: dict[str, Any]) -> frozenset[InfoAttribute]:
 @openapi.definition(summary="Pusher HTTP events API: trigger up to 10 events (signed)",
                     tag="realtime", body=openapi_content(BATCH_BODY))
 @signed_query
-@openapi.response(200, documented_json(PusherBatch), "published: an empty object per event")
+@openapi.response(200, documented_json(PusherBatch),
+                  "published: per event, an empty object or its channel's counts when its `info` asked")
 async def trigger_batch(request: Request, app_id: str) -> HTTPResponse:
     app = signed_app(request, app_id)
     body = _body(request)
     batch = body.get("batch") if isinstance(body, dict) else None
     if not isinstance(batch, list) or not 1 <= len(batch) <= MAX_BATCH:
         raise Invalid(f"batch must list 1-{MAX_BATCH} events", field="batch")
-    await _publish(request, app, [_event(item, app, batch=True) for item in batch])
-    return json_response({"batch": [{} for _ in batch]})
+    events = [_event(item, app, batch=True) for item in batch]
+    infos = [_info(item) for item in batch]
+    # One count for every channel any event asked about, before publishing, as `trigger` does.
+    asked = [channels[0] for (channels, *_), info in zip(events, infos, strict=True) if info]
+    counted = (await request.app.ctx.realtime.census.describe(app.id, frozenset().union(*infos), channels=asked)
+               if asked else {})
+    await _publish(request, app, events)
+    return json_response({"batch": [
+        {attribute: value for attribute, value in counted[channels[0]].items() if attribute in info} if info else {}
+        for (channels, *_), info in zip(events, infos, strict=True)]})

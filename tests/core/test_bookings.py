@@ -56,6 +56,13 @@ def test_each_transition_names_who_may_make_it(action, party):
     assert raised.value.code == "not_your_move"
 
 
+def test_refusals_say_the_move_in_words():
+    with pytest.raises(Forbidden, match="^the client may not mark a booking on the way$"):
+        check_transition(Action.ON_THE_WAY, state="accepted", party=Party.CLIENT)
+    with pytest.raises(Forbidden, match="^the client may not start a booking$"):
+        check_transition(Action.START, state="on_the_way", party=Party.CLIENT)
+
+
 @pytest.mark.parametrize("state", ["in_progress", "completed", "declined", "expired", "cancelled", "disputed"])
 def test_nobody_cancels_once_the_work_has_started_or_the_booking_is_over(state):
     with pytest.raises(Conflict) as raised:

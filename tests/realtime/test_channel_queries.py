@@ -172,6 +172,32 @@ async def test_a_trigger_asking_for_info_answers_its_channels_counts(sockets, rt
         await sock.expect("hello", room)
 
 
+async def test_a_batch_answers_each_event_what_its_info_asked(sockets, rt_edges):
+    # given a presence channel with one user on two workers
+    tag = unique("cqb")
+    room, quiet = f"presence-{tag}", f"private-{tag}"
+    dave_here, dave_there = await sockets(0), await sockets(1)
+    await join(dave_here, room, "dave")
+    await join(dave_there, room, "dave")
+    # when a server triggers a batch of three events: two asking for counts, one not
+    request = signed(rt_edges[0], POST, f"/apps/{APP['id']}/batch_events", {"batch": [
+        {"name": "one", "channel": room, "data": "{}", "info": "user_count,subscription_count"},
+        {"name": "two", "channel": room, "data": "{}"},
+        {"name": "three", "channel": quiet, "data": "{}", "info": "subscription_count"}]})
+    response = send(rt_edges[0], request)
+    # then each event gets what it asked of its channel, in order (Pusher's batch answer)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"batch": [{"user_count": 1, "subscription_count": 2}, {},
+                                         {"subscription_count": 0}]}
+    for sock in (dave_here, dave_there):
+        await sock.expect("one", room)
+        await sock.expect("two", room)
+    # and an attribute nobody knows is refused before anything is published
+    bad = signed(rt_edges[0], POST, f"/apps/{APP['id']}/batch_events", {"batch": [
+        {"name": "four", "channel": room, "data": "{}", "info": "cache"}]})
+    problem(send(rt_edges[0], bad), 400, "info_not_allowed")
+
+
 def test_user_count_and_users_are_refused_for_channels_without_users(rt_edge):
     client = sdk(rt_edge)
     # when user_count is asked of a list not limited to presence channels, then 400 as Pusher says
@@ -203,6 +229,10 @@ def test_bad_signatures_and_unknown_apps_are_refused(rt_edge):
     # when the secret is wrong, then 401
     with pytest.raises(pusher.errors.PusherBadAuth):
         sdk(rt_edge, secret="not-the-secret").channels_info()
+    # and a key that is not the app's is a 401 saying so
+    path = f"/apps/{APP['id']}/channels"
+    assert "auth_key is not the key of app" in problem(
+        send(rt_edge, signed(rt_edge, GET, path), auth_key="not-the-key"), 401, "bad_signature")["detail"]
     # and an app that does not exist is a 404
     with pytest.raises(pusher.errors.PusherBadStatus, match="404"):
         sdk(rt_edge, app_id="999999").channel_info("presence-cq")

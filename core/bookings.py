@@ -368,7 +368,8 @@ def check_start(start: datetime, *, now: datetime, min_lead: timedelta, max_adva
     if start.second or start.microsecond:
         raise Invalid("must be on a whole minute", field="start")
     if start < now + min_lead:
-        raise Invalid(f"must be at least {min_lead} from now", field="start", code=BookingError.TOO_LATE)
+        raise Invalid(f"must be at least {duration_words(min_lead)} from now", field="start",
+                      code=BookingError.TOO_LATE)
     if start > now + max_advance:
         raise Invalid(f"must be within {max_advance.days} days from now", field="start")
     return start

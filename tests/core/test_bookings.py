@@ -13,6 +13,7 @@ from core.bookings import (
     cancellation_outcome,
     check_place,
     check_reason,
+    check_start,
     check_transition,
     city_of,
     parse_hours,
@@ -256,3 +257,13 @@ def test_a_city_sent_by_the_app_wins_and_is_checked():
     with pytest.raises(Invalid) as caught:
         check_place(address="1 Test Street, Leeds", lat=None, lng=None, city="x" * 101)
     assert [e.field for e in caught.value.errors] == ["city"]
+
+
+def test_a_start_too_soon_says_the_minimum_lead_in_words():
+    now = datetime(2026, 12, 4, 20, 0, tzinfo=UTC)
+    limits = dict(now=now, min_lead=timedelta(hours=1), max_advance=timedelta(days=180))
+    with pytest.raises(Invalid) as raised:
+        check_start(now + timedelta(minutes=30), **limits)
+    assert (raised.value.code, raised.value.errors[0].field) == ("too_late", "start")
+    assert raised.value.errors[0].message == "must be at least 1 hour from now"
+    assert check_start(now + timedelta(hours=1), **limits) == now + timedelta(hours=1)

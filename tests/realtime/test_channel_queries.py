@@ -153,13 +153,19 @@ async def test_other_apps_channels_are_not_counted(sockets, rt_edges):
         "occupied": True, "subscription_count": 1}
 
 
+async def on_both_workers(sockets: Any, channel: str, user_id: str) -> list[PusherSocket]:
+    """One user's two sockets on `channel`, one on each edge worker."""
+    here, there = await sockets(0), await sockets(1)
+    for sock in (here, there):
+        await join(sock, channel, user_id)
+    return [here, there]
+
+
 async def test_a_trigger_asking_for_info_answers_its_channels_counts(sockets, rt_edges):
     # given a presence channel with one user on two workers, and a public channel nobody is on
     tag = unique("cqt")
     room, empty = f"presence-{tag}", f"{tag}-nobody"
-    carol_here, carol_there = await sockets(0), await sockets(1)
-    await join(carol_here, room, "carol")
-    await join(carol_there, room, "carol")
+    carols = await on_both_workers(sockets, room, "carol")
     # when a server triggers on both asking for the counts (pusher-http-node's `info` option)
     request = signed(rt_edges[1], POST, f"/apps/{APP['id']}/events", {
         "name": "hello", "channels": [room, empty], "data": "{}", "info": "user_count,subscription_count"})
@@ -168,7 +174,7 @@ async def test_a_trigger_asking_for_info_answers_its_channels_counts(sockets, rt
     assert response.status_code == 200, response.text
     assert response.json() == {"channels": {room: {"user_count": 1, "subscription_count": 2},
                                             empty: {"subscription_count": 0}}}
-    for sock in (carol_here, carol_there):
+    for sock in carols:
         await sock.expect("hello", room)
 
 
@@ -176,9 +182,7 @@ async def test_a_batch_answers_each_event_what_its_info_asked(sockets, rt_edges)
     # given a presence channel with one user on two workers
     tag = unique("cqb")
     room, quiet = f"presence-{tag}", f"private-{tag}"
-    dave_here, dave_there = await sockets(0), await sockets(1)
-    await join(dave_here, room, "dave")
-    await join(dave_there, room, "dave")
+    daves = await on_both_workers(sockets, room, "dave")
     # when a server triggers a batch of three events: two asking for counts, one not
     request = signed(rt_edges[0], POST, f"/apps/{APP['id']}/batch_events", {"batch": [
         {"name": "one", "channel": room, "data": "{}", "info": "user_count,subscription_count"},
@@ -189,7 +193,7 @@ async def test_a_batch_answers_each_event_what_its_info_asked(sockets, rt_edges)
     assert response.status_code == 200, response.text
     assert response.json() == {"batch": [{"user_count": 1, "subscription_count": 2}, {},
                                          {"subscription_count": 0}]}
-    for sock in (dave_here, dave_there):
+    for sock in daves:
         await sock.expect("one", room)
         await sock.expect("two", room)
     # and an attribute nobody knows is refused before anything is published

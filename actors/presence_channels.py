@@ -191,7 +191,7 @@ class PresenceChannelShard:
         """Drop the sockets of silent workers; publish and return the members that left."""
         if self.retired:
             return []  # the registry is the new shards' now: they sweep
-        limit = time.monotonic() - MISSED_HEARTBEATS * self.settings.realtime_worker_heartbeat_s
+        limit = self._alive_since()
         dead = {w for w, seen in self.workers.items() if seen < limit}
         removed: list[tuple[str, str, str]] = []
         if not dead:
@@ -241,8 +241,12 @@ class PresenceChannelShard:
         await self._ready()
         if self.retired:
             return MOVED
-        limit = time.monotonic() - MISSED_HEARTBEATS * self.settings.realtime_worker_heartbeat_s
+        limit = self._alive_since()
         return [worker for worker, seen in self.workers.items() if seen >= limit]
+
+    def _alive_since(self) -> float:
+        """A worker last heard before this moment (time.monotonic) counts as dead."""
+        return time.monotonic() - MISSED_HEARTBEATS * self.settings.realtime_worker_heartbeat_s
 
     async def describe(self) -> dict[str, Any]:
         """What `spotless actors status` shows: presence channels with members, and where it runs."""

@@ -4,8 +4,8 @@ The worker subscribes to `rt.<channel>` only while at least one of its own socke
 channel (subscribe on the first, unsubscribe after the last) and forwards each message to those
 sockets, skipping the socket that sent it. Publishing goes through NATS even for local
 receivers, so every worker, this one included, delivers the same way and in the same order.
-It counts its sockets per app and channel as they join and leave, for channel queries
-(edge/realtime/census.py); nothing is counted per message.
+For channel queries (edge/realtime/census.py) it counts its sockets per channel from that
+registry when asked; nothing is counted per message.
 
 Revoked access closes sockets. The Pusher protocol's sockets are anonymous: a user's token only
 shows at the auth endpoint, which may run on another worker. So a socket id starts with its
@@ -67,9 +67,6 @@ class Hub:
         self.bus = bus
         self.worker = str(secrets.randbelow(10**9) + 1)  # the first part of this worker's socket ids
         self.sockets: dict[str, dict[str, Receiver]] = {}  # channel -> socket id -> receiver
-        # app id -> channel -> how many of this worker's sockets are on it (the channel query API's
-        # counts, kept at join and leave so that answering one costs nothing per socket)
-        self.occupancy: dict[str, dict[str, int]] = defaultdict(dict)
         self.subscriptions: dict[str, Subscription] = {}
         self.locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.connections: dict[str, set[Any]] = defaultdict(set)  # app id -> open connections
@@ -174,16 +171,12 @@ class Hub:
                 self.subscriptions[channel] = await client.subscribe(
                     realtime_subject(channel), cb=self._forward)
                 await client.flush(timeout=5)  # the server has the SUB before we say "succeeded"
-            if receiver.socket_id not in local:
-                counts = self.occupancy[receiver.app_id]
-                counts[channel] = counts.get(channel, 0) + 1
             local[receiver.socket_id] = receiver
 
     async def leave(self, channel: str, receiver: Receiver) -> None:
         async with self.locks[channel]:
             local = self.sockets.get(channel, {})
-            if local.pop(receiver.socket_id, None) is not None:
-                self._vacate(receiver.app_id, channel)
+            local.pop(receiver.socket_id, None)
             if local:
                 return
             self.sockets.pop(channel, None)
@@ -193,22 +186,13 @@ class Hub:
         if not self.locks[channel].locked() and channel not in self.sockets:
             self.locks.pop(channel, None)
 
-    def _vacate(self, app_id: str, channel: str) -> None:
-        counts = self.occupancy[app_id]
-        if counts.get(channel, 0) > 1:
-            counts[channel] -= 1
-            return
-        counts.pop(channel, None)
-        if not counts:
-            del self.occupancy[app_id]
-
     def occupied(self, app_id: str, *, channels: list[str] | None = None, prefix: str = "") -> dict[str, int]:
         """This worker's sockets per occupied channel of an app: of `channels` if given, else of
-        every channel whose name starts with `prefix`. O(the channels looked at)."""
-        counts = self.occupancy.get(app_id, {})
-        if channels is not None:
-            return {channel: counts[channel] for channel in channels if channel in counts}
-        return {channel: count for channel, count in counts.items() if channel.startswith(prefix)}
+        every channel whose name starts with `prefix`. O(the sockets on the channels looked at)."""
+        names = channels if channels is not None else [c for c in self.sockets if c.startswith(prefix)]
+        counts = {channel: sum(1 for receiver in self.sockets.get(channel, {}).values()
+                               if receiver.app_id == app_id) for channel in names}
+        return {channel: count for channel, count in counts.items() if count}
 
     async def publish(self, *, app_id: str, channel: str, event: str, data: Any,
                       exclude_socket_id: str | None = None, user_id: str | None = None) -> None:

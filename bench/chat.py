@@ -4,16 +4,20 @@ Starts a stack the way `spotless dev` does (a fresh database on DATABASE_URL's s
 or its own nats-server, a local Ray, and `spotless edge` as its own process), or drives a
 running one (`--url`, with DATABASE_URL naming that stack's database). It makes M bookings
 (conversations), opens N Pusher sockets (each conversation's client and cleaner, subscribed to
-its presence channel), then sends chat messages over REST at a steady open-loop rate,
-alternating sender, and measures:
+its presence channel), then sends chat messages at a steady open-loop rate, alternating
+sender, over REST or (`--via socket`) over the sender's socket, and measures:
 
-- end-to-end latency: the send leaving this process -> the message arriving on the other
-  party's socket (p50 / p99 / p999), and the REST acknowledgement latency;
+- end-to-end latency: the send leaving this process -> the message's frame reaching this
+  process on the other party's socket (p50 / p99 / p999), and the acknowledgement latency;
 - messages/s persisted (acknowledged 201s over the sending window);
 - lost and duplicated messages, counted by seq: every socket must see 1, 2, 3, ... of its
   conversation exactly once, every acknowledged message must reach the other party, and
   PostgreSQL must hold each conversation's seqs without a gap;
 - memory per connection: the edge process's RSS growth over opening the sockets, per socket.
+
+The sockets are `bench.lean_socket.LeanSocket`s: one asyncio protocol each, frames timed and
+handled as they arrive, so the load generator takes as little as it can of the cores it shares
+with the stack and adds as little as it can to the latency it measures.
 
 The baseline, in the same run and on the same sockets, is the same traffic at a trickle
 (`--baseline-rate`): what one message costs when nothing queues. The load average is printed
@@ -41,8 +45,8 @@ from typing import Any
 import aiohttp
 import psutil
 import ray
-from websockets.asyncio.client import ClientConnection, connect
 
+from bench.lean_socket import LeanSocket
 from bench.stack import (
     Conversation,
     check_database,
@@ -50,7 +54,6 @@ from bench.stack import (
     run_cleanups,
     seed_conversations,
     start_services,
-    subscribe,
 )
 from core import collector
 from core.realtime import RealtimeApp, parse_apps
@@ -66,11 +69,15 @@ class Listener:
 
     conversation: Conversation
     party: int  # 0: client, 1: cleaner
-    ws: ClientConnection | None = None
+    ws: LeanSocket | None = None
     last_seq: int = 0
     gaps: int = 0
     duplicates: int = 0
-    closed_code: int | None = None  # set when the socket closed (by either side) before the end
+
+    @property
+    def closed_code(self) -> int | None:
+        """Set when the socket closed (by either side) before the end."""
+        return self.ws.close_code if self.ws is not None else None
 
 
 @dataclass
@@ -110,59 +117,58 @@ def cpu_seconds(edge_pid: int | None) -> dict[str, float]:
 
 async def open_listener(url: str, app: RealtimeApp, listener: Listener, run_of: list[Run]) -> None:
     # No WebSocket-level pings, as pusher-js and the other Pusher clients send none: liveness is
-    # the protocol's pusher:ping, answered below. (websockets' default, a ping every 20 s per
-    # socket, put 250 extra frames a second each way on the edge at 5,000 sockets.)
-    ws = await connect(f"{url}/app/{app.key}?protocol=7", open_timeout=60, max_queue=None, ping_interval=None)
+    # the protocol's pusher:ping, answered in `on_frame`.
+    ws = await LeanSocket.connect(f"{url}/app/{app.key}?protocol=7")
     established = json.loads(await ws.recv())
     socket_id = json.loads(established["data"])["socket_id"]
     conversation = listener.conversation
     channel = f"presence-conversation.{conversation.id}"
     user_id = conversation.users[listener.party]
     channel_data = json.dumps({"user_id": user_id, "user_info": {"role": ("client", "cleaner")[listener.party]}})
-    await subscribe(ws, channel, {"auth": channel_auth(app, socket_id, channel, channel_data),
-                                  "channel_data": channel_data})
+    ws.send(json.dumps({"event": "pusher:subscribe", "data": {
+        "channel": channel, "auth": channel_auth(app, socket_id, channel, channel_data), "channel_data": channel_data}}))
+    while True:
+        frame = json.loads(await ws.recv())
+        if frame["event"] == "pusher_internal:subscription_succeeded":
+            break
+        if frame["event"] == "pusher:error":
+            raise RuntimeError(f"subscribe refused: {frame}")
     listener.ws = ws
-    asyncio.get_running_loop().create_task(read_forever(listener, run_of))
+    ws.on_text = lambda raw, now: on_frame(listener, run_of, raw, now)
 
 
-async def read_forever(listener: Listener, run_of: list[Run]) -> None:
-    """Answer pings; check every chat message's seq; time the ones sent by the other party."""
-    assert listener.ws is not None
-    try:
-        async for raw in listener.ws:
-            now = time.perf_counter()
-            frame = json.loads(raw)
-            event = frame["event"]
-            if event == "chat.message":
-                message = json.loads(frame["data"])
-                seq = message["seq"]
-                if seq <= listener.last_seq:
-                    listener.duplicates += 1
-                    continue
-                if seq != listener.last_seq + 1:
-                    listener.gaps += seq - listener.last_seq - 1
-                listener.last_seq = seq
-                run = run_of[0]
-                key = (message["conversation_id"], message["client_msg_id"])
-                sent = run.sent.get(key)
-                if sent is not None and sent[1] != listener.party:
-                    run.e2e_ms.append((now - sent[0]) * 1000)
-                    run.delivered.add(key)
-            elif event == "chat.sent":  # a send over this socket, acknowledged
-                ack = json.loads(frame["data"])
-                run = run_of[0]
-                key = (listener.conversation.id, ack["client_msg_id"])
-                if ack["created"] and key in run.sent:
-                    run.ack_ms.append((now - run.sent[key][0]) * 1000)
-                    run.acked[key] = ack["seq"]
-            elif event in ("chat.send_failed", "pusher:error"):
-                run_of[0].failed += 1
-                run_of[0].first_error = run_of[0].first_error or raw[:300]
-            elif event == "pusher:ping":
-                await listener.ws.send('{"event":"pusher:pong","data":{}}')
-    except Exception:  # closed at the end of a row, or by the edge (counted below)
-        pass
-    listener.closed_code = listener.ws.close_code or -1
+def on_frame(listener: Listener, run_of: list[Run], raw: str, now: float) -> None:
+    """Answer pings; check every chat message's seq; time the ones sent by the other party
+    (`now`: when the frame reached this process)."""
+    frame = json.loads(raw)
+    event = frame["event"]
+    if event == "chat.message":
+        message = json.loads(frame["data"])
+        seq = message["seq"]
+        if seq <= listener.last_seq:
+            listener.duplicates += 1
+            return
+        if seq != listener.last_seq + 1:
+            listener.gaps += seq - listener.last_seq - 1
+        listener.last_seq = seq
+        run = run_of[0]
+        key = (message["conversation_id"], message["client_msg_id"])
+        sent = run.sent.get(key)
+        if sent is not None and sent[1] != listener.party:
+            run.e2e_ms.append((now - sent[0]) * 1000)
+            run.delivered.add(key)
+    elif event == "chat.sent":  # a send over this socket, acknowledged
+        ack = json.loads(frame["data"])
+        run = run_of[0]
+        key = (listener.conversation.id, ack["client_msg_id"])
+        if ack["created"] and key in run.sent:
+            run.ack_ms.append((now - run.sent[key][0]) * 1000)
+            run.acked[key] = ack["seq"]
+    elif event in ("chat.send_failed", "pusher:error"):
+        run_of[0].failed += 1
+        run_of[0].first_error = run_of[0].first_error or raw[:300]
+    elif event == "pusher:ping" and listener.ws is not None:
+        listener.ws.send('{"event":"pusher:pong","data":{}}')
 
 
 async def drive(url: str, conversations: list[Conversation], run: Run, *, rate: float, seconds: float,
@@ -174,18 +180,23 @@ async def drive(url: str, conversations: list[Conversation], run: Run, *, rate: 
     tasks: list[asyncio.Task[None]] = []
     async with aiohttp.ClientSession(base_url=url, connector=connector) as http:
 
+        def send_over_socket(n: int) -> None:
+            assert senders is not None
+            conversation = conversations[n % len(conversations)]
+            party = (n // len(conversations)) % 2
+            key = (conversation.id, f"b{offset + n}")
+            run.sent[key] = (time.perf_counter(), party)
+            sender = senders[(conversation.id, party)]
+            assert sender.ws is not None
+            sender.ws.send(json.dumps({
+                "event": "client-chat-message", "channel": f"presence-conversation.{conversation.id}",
+                "data": {"client_msg_id": key[1], "body": f"hello {n}"}}))
+
         async def send_one(n: int) -> None:
             conversation = conversations[n % len(conversations)]
             party = (n // len(conversations)) % 2
             key = (conversation.id, f"b{offset + n}")
             run.sent[key] = (time.perf_counter(), party)
-            if senders is not None:
-                sender = senders[(conversation.id, party)]
-                assert sender.ws is not None
-                await sender.ws.send(json.dumps({
-                    "event": "client-chat-message", "channel": f"presence-conversation.{conversation.id}",
-                    "data": {"client_msg_id": key[1], "body": f"hello {n}"}}))
-                return
             try:
                 async with http.post(f"/api/v1/conversations/{conversation.id}/messages",
                                      headers={"Authorization": f"Bearer {conversation.tokens[party]}"},
@@ -206,7 +217,10 @@ async def drive(url: str, conversations: list[Conversation], run: Run, *, rate: 
         while issued < total:
             due = min(total, int((time.perf_counter() - started) * rate) + 1)
             for n in range(issued, due):
-                tasks.append(asyncio.get_running_loop().create_task(send_one(n)))
+                if senders is not None:  # a socket send is written at once: no task needed
+                    send_over_socket(n)
+                else:
+                    tasks.append(asyncio.get_running_loop().create_task(send_one(n)))
             issued = due
             await asyncio.sleep(0.002)
         await asyncio.gather(*tasks)
@@ -298,7 +312,7 @@ async def one_size(args: argparse.Namespace, url: str, app: RealtimeApp, convers
         closed = Counter(lst.closed_code for lst in listeners if lst.closed_code is not None)
         if closed:
             print(f"          sockets closed before the end: {sum(closed.values())} (close codes {dict(closed)}; "
-                  "1011: the client's own keepalive gave up); what they missed counts as lost: "
+                  "1006: the connection dropped); what they missed counts as lost: "
                   "this benchmark does not reconnect")
     stored, broken = await check_database([c.id for c in conversations])
     print(f"PostgreSQL: {stored:,} messages in these conversations, {broken} with a gap or repeat in seq; "

@@ -8,7 +8,7 @@ from sanic.response import HTTPResponse, empty, json
 from sanic_ext import openapi
 
 from core.accounts import normalise_email
-from core.errors import Invalid
+from core.errors import Invalid, NotFound
 from core.pagination import parse_limit
 from core.settings import Settings
 from edge.auth import authenticated, current_session
@@ -22,7 +22,7 @@ from edge.responses import (
     json_response,
     no_content,
 )
-from edge.validation import Body, openapi_body, paged, parse_body
+from edge.validation import Body, RawSchema, openapi_body, paged, parse_body
 from storage import accounts, ratelimit
 from storage.accounts import IssuedToken
 from storage.models import User
@@ -198,11 +198,24 @@ async def list_tokens(request: Request) -> HTTPResponse:
     return json({"data": [t.public(current_id=session.token.id) for t in tokens], "next_cursor": next_cursor})
 
 
-@bp.delete("/me/tokens/<token_id:int>")
+def _token_id(raw: str) -> int:
+    """The token id in a path. Taken as a string, so "abc" is a 422 naming the field rather than
+    the router's 404 for a route that does not exist; digits as the router's int took them."""
+    if not raw.isascii() or not raw.removeprefix("-").isdigit():
+        raise Invalid("must be an integer", field="token_id")
+    try:
+        return int(raw)
+    except ValueError:  # more digits than Python converts: far outside a bigint, so no token
+        raise NotFound("no such token") from None
+
+
+@bp.delete("/me/tokens/<token_id:str>")
 @openapi.definition(summary="Revoke one of the signed-in user's tokens", tag="accounts")
+@openapi.parameter("token_id", RawSchema({"type": "integer"}), "path", required=True,
+                   description="the token's id, as GET /api/v1/me/tokens lists it")
 @no_content("revoked")
 @authenticated()
-async def revoke_token(request: Request, token_id: int) -> HTTPResponse:
-    await accounts.revoke_token(actor=current_session(request).user, token_id=token_id)
+async def revoke_token(request: Request, token_id: str) -> HTTPResponse:
+    await accounts.revoke_token(actor=current_session(request).user, token_id=_token_id(token_id))
     return empty()
 

@@ -29,6 +29,7 @@ from edge.auth import authenticated
 from edge.responses import SearchPage, json_response
 from edge.supply import photo_urls
 from edge.validation import RawSchema, paged
+from storage.bookings import check_bookable_start
 from storage.search import load_candidates
 from storage.supply import service_offered_at_all
 
@@ -70,7 +71,10 @@ def _start(raw: str) -> datetime:
 @openapi.parameter("service", RawSchema({"type": "string", "maxLength": 40}), "query",
                    description="a service id from GET /api/v1/services; omitted or empty: any service")
 @openapi.parameter("start", RawSchema({"type": "string", "format": "date-time"}), "query",
-                   description="ISO 8601 start of the window, with a time zone; needs hours")
+                   description="ISO 8601 start of the window, with a time zone; needs hours. Only a start a "
+                               "booking could have: on a whole minute, at least the minimum lead from now (an hour "
+                               "by default) and within the maximum advance (180 days by default); else a 422 "
+                               "naming start, with booking's detail and code")
 @openapi.parameter("hours", RawSchema({"type": "number", "minimum": 0.25, "multipleOf": 0.25}), "query",
                    description="length of the window: a multiple of 0.25, at most 12 by default (with start)")
 @paged
@@ -91,7 +95,10 @@ async def search_cleaners(request: Request) -> HTTPResponse:
         if request.args.get("hours") is None:
             raise Invalid("is required with start", field="hours")
         hours = parse_hours(request.args.get("hours", ""), max_hours=settings.search_max_hours)
-        start = _start(request.args.get("start", ""))
+        # Exactly the starts a booking accepts, whole minute included: what a user picks is on a
+        # whole minute anyway, and a start booking would refuse is better refused here, before
+        # the user has chosen a cleaner for it.
+        start = check_bookable_start(_start(request.args.get("start", "")), settings=settings)
         window = (start, start + timedelta(minutes=int(hours * 60)))
 
     covering = await request.app.ctx.spatial.find(lat, lng)

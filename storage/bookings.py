@@ -174,12 +174,17 @@ async def _record(tx: BaseDBAsyncClient, booking: Booking, *, action: Action | N
     await outbox.enqueue(EVENT_OF[action], _event_payload(booking, party, reason=reason or None, **extra), using=tx)
 
 
+def check_bookable_start(start: datetime, *, settings: Settings) -> datetime:
+    """A start a booking made now may have; the search applies it too, so it offers no window
+    that booking would then refuse, with the same message and code."""
+    return check_start(start, now=utcnow(), min_lead=timedelta(seconds=settings.booking_min_lead_s),
+                       max_advance=timedelta(days=settings.booking_max_advance_days))
+
+
 async def create_booking(*, actor: User, request: BookingRequest, settings: Settings) -> Booking:
     """Request a cleaner's time: validated, priced, checked free under the cleaner's lock."""
     _require_client(actor)
-    now = utcnow()
-    start = check_start(request.start, now=now, min_lead=timedelta(seconds=settings.booking_min_lead_s),
-                        max_advance=timedelta(days=settings.booking_max_advance_days))
+    start = check_bookable_start(request.start, settings=settings)
     place = check_place(address=request.address, lat=request.lat, lng=request.lng, city=request.city)
     notes = check_notes(request.notes)
     profile, kind, rate = await _bookable(request.cleaner_id, request.service)

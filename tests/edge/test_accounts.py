@@ -3,6 +3,7 @@
 import pytest
 
 from tests.conftest import STRONG_PASSWORD, register, unique_email
+from tests.edge.test_supply import assert_problem
 from tests.mailbox import messages_to, token_in
 
 
@@ -122,6 +123,20 @@ def test_devices_are_listed_with_a_cursor_and_revoked_one_by_one(api, make_accou
     other_id = api.get("/api/v1/me/tokens", headers=other.auth).json()["data"][0]["id"]
     assert api.delete(f"/api/v1/me/tokens/{other_id}", headers=account.auth).status_code == 404
     assert api.get("/api/v1/me", headers=other.auth).status_code == 200
+
+
+def test_a_malformed_token_id_is_a_422_naming_it_and_an_unknown_one_a_404(api, make_account):
+    # given a signed-in user
+    account = make_account()
+    for raw in ("abc", "1.5", "+1", "1_0", "0x10", " 1", "\u0661"):
+        # when they revoke a token by an id that is not an integer, then it is a 422 naming the field
+        problem = assert_problem(api.delete(f"/api/v1/me/tokens/{raw}", headers=account.auth), 422, field="token_id")
+        assert problem["errors"] == [{"field": "token_id", "message": "must be an integer"}], raw
+    for raw in ("999999999", "0", "-1", "9" * 30, "9" * 5000):
+        # and an integer that names none of their tokens is a 404, as before
+        assert_problem(api.delete(f"/api/v1/me/tokens/{raw}", headers=account.auth), 404, code="not_found")
+    # and their own token is untouched
+    assert api.get("/api/v1/me", headers=account.auth).status_code == 200
 
 
 @pytest.mark.parametrize("header", [

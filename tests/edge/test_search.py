@@ -12,7 +12,9 @@ from core.clock import utcnow
 from core.ids import new_id
 from storage.models import CleanerProfile
 from tests.core.test_supply import pdf_bytes
-from tests.edge.test_supply import make_staff, upload_document
+from tests.edge.test_bookings import booking_body
+from tests.edge.test_supply import assert_problem, make_staff, upload_document
+from tests.storage.test_bookings import starting_soon
 
 
 async def sql(statement: str, *params: object) -> None:
@@ -163,6 +165,29 @@ def test_bad_search_parameters_are_422s(api, make_account):
         assert response.status_code == 422, (params, response.text)
         assert field in [e["field"] for e in response.json()["errors"]]
     assert api.get("/api/v1/cleaners/search", params={"lat": "0", "lng": "0"}).status_code == 401
+
+
+def test_a_start_no_booking_could_have_is_refused_as_booking_refuses_it(api, make_account):
+    # given a client, and starts that booking refuses: past, inside the one-hour lead, beyond the
+    # 180 days of advance, and off the whole minute
+    client, cleaner = make_account(role="client"), make_account(role="cleaner")
+    now = utcnow().replace(second=0, microsecond=0)
+    starts = {"past": now - timedelta(days=1), "inside the lead": now + timedelta(minutes=30),
+              "beyond the advance": now + timedelta(days=200), "off the minute": starting_soon() + timedelta(seconds=30)}
+    answers = {}
+    for case, start in starts.items():
+        # when the client searches for a window starting then
+        answers[case] = assert_problem(api.get("/api/v1/cleaners/search", headers=client.auth, params={
+            "lat": "51.5", "lng": "-0.12", "service": "standard", "start": start.isoformat(), "hours": "2"}),
+            422, field="start")
+        # then it is the 422 on start that booking at that start gives, word for word and code for code
+        booked = api.post("/api/v1/bookings", headers=client.auth, json=booking_body(cleaner, start)).json()
+        assert (answers[case]["code"], answers[case]["errors"]) == (booked["code"], booked["errors"]), case
+    assert [(a["code"], a["errors"][0]["message"]) for a in answers.values()] == [
+        ("too_late", "must be at least 1 hour from now"), ("too_late", "must be at least 1 hour from now"),
+        ("invalid", "must be within 180 days from now"), ("invalid", "must be on a whole minute")]
+    # and a start a booking could have is searched as before
+    search(api, client, lat="51.5", lng="-0.12", service="standard", start=starting_soon().isoformat(), hours="2")
 
 
 def test_a_heartbeat_needs_a_place_and_a_cleaner(api, make_account):

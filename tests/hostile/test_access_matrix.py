@@ -69,7 +69,7 @@ PARTY_CONTROLS = [
     ("GET", "/api/v1/bookings/<booking_id:str>/evidence"),
     ("GET", "/api/v1/conversations/<raw_id:str>/messages"),
     ("DELETE", "/api/v1/me/devices/<token:str>"),
-    ("DELETE", "/api/v1/me/tokens/<token_id:int>"),
+    ("DELETE", "/api/v1/me/tokens/<token_id:str>"),
 ]
 PARAM = re.compile(r"<([a-z_]+)(?::[a-z]+)?>")
 

@@ -32,7 +32,7 @@ from edge.realtime.errors import (
     Revoked,
     Unauthorized,
 )
-from edge.realtime.frames import text_frame, write_now
+from edge.realtime.frames import Inbox, text_frame, write_now
 from edge.realtime.hub import Hub
 from edge.realtime.presence import PresenceRegistry
 from edge.realtime.protocol import (
@@ -162,8 +162,9 @@ class Connection:
             asyncio.get_running_loop().create_task(report(self.ws, PongNotReceived()))
 
     async def _read_forever(self) -> None:
+        inbox = Inbox(self.ws)
         while True:
-            raw = await self.ws.recv()
+            raw = await inbox.next()
             if raw is None:  # the socket is closing
                 return
             self.heard_at, self.ping_sent_at = time.monotonic(), None  # any frame shows the client is alive

@@ -1,4 +1,7 @@
-"""Writing a server text frame straight to a socket's transport, when nothing is in its way.
+"""A socket's frames past Sanic's per-frame machinery: written straight to the transport when
+nothing is in the way (`write_now`), and read straight from the protocol parser (`Inbox`).
+
+Writing.
 
 Sanic's `ws.send` takes the connection's mutex, runs the `websockets` protocol to build the frame
 and awaits the transport's write permission: with a writer task and a queue per socket, one
@@ -11,13 +14,30 @@ that receives it.
 `ws.send` holds the mutex (a frame half way through Sanic's path would otherwise be overtaken),
 the transport is not paused for backpressure and is not closing. Otherwise it returns False and
 the caller queues the text for the ordinary path, which keeps order behind it.
+
+Reading. For every chunk the socket reads, Sanic starts a task that takes a lock and hands each
+frame to an assembler, which waits until `ws.recv()` has taken it; `recv()` itself starts a task
+and a future per message and waits on both. An `Inbox` takes the chunk where Sanic would: it
+feeds the `websockets` parser as Sanic does, keeps each complete data frame as a message for the
+connection's reader, and gives Sanic everything else to handle as before (the pong a ping asks
+for, a close and its reply). A fragmented message, which no Pusher client sends, turns the
+socket over to Sanic's path for good, after the messages already kept. Messages waiting beyond
+`INBOX_LIMIT` pause reading from the socket until the reader catches up.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections import deque
 from typing import Any
 
+from websockets.frames import Frame, Opcode
 from websockets.protocol import State
+
+log = logging.getLogger("spotless.realtime")
+
+INBOX_LIMIT = 256  # client messages kept unread before the socket stops being read
 
 
 def text_frame(text: str) -> bytes:
@@ -46,3 +66,86 @@ def write_now(ws: Any, frame: bytes) -> bool:
         return False
     transport.write(frame)
     return True
+
+
+class Inbox:
+    """The messages a client sent, as the connection's reader takes them (module docs)."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.messages: deque[str | bytes] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.ended = False
+        self.paused = False
+        # Sanic's own path from the start if its internals are not where this expects them.
+        self.ordinary = not all(hasattr(ws, name) for name in (
+            "ws_proto", "io_proto", "data_received", "connection_lost", "async_data_received"))
+        if not self.ordinary:
+            self._lost = ws.connection_lost
+            ws.data_received = self._data_received  # the socket's protocol calls ws.data_received
+            ws.connection_lost = self._connection_lost
+
+    async def next(self) -> str | bytes | None:
+        """The next message; None once the socket is closed."""
+        while not self.messages:
+            if self.ordinary:
+                return await self.ws.recv()  # type: ignore[no-any-return]
+            if self.ended:
+                return None
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        message = self.messages.popleft()
+        if self.paused and len(self.messages) <= INBOX_LIMIT // 2:
+            self.paused = False
+            self._transport_call("resume_reading")
+        return message
+
+    def _data_received(self, data: bytes) -> None:
+        ws = self.ws
+        parser = ws.ws_proto
+        parser.receive_data(data)
+        to_send, events = parser.data_to_send(), parser.events_received()
+        rest: list[Any] = []  # what Sanic handles: control frames, and everything once ordinary
+        for event in events:
+            if self.ordinary or not isinstance(event, Frame):
+                rest.append(event)
+            elif event.opcode in (Opcode.TEXT, Opcode.BINARY) and event.fin:
+                if event.opcode is Opcode.BINARY:
+                    self.messages.append(bytes(event.data))
+                    continue
+                try:
+                    self.messages.append(bytes(event.data).decode())
+                except UnicodeDecodeError:
+                    ws.fail_connection(1007, "invalid UTF-8")
+                    return
+            elif event.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+                # A fragmented message: Sanic's assembler puts it together, from here on; the
+                # reader takes what is kept here first, then goes to Sanic's recv().
+                self.ordinary = True
+                rest.append(event)
+            else:
+                rest.append(event)  # ping (its pong is in to_send already), pong, close
+        if self.messages or self.ordinary:
+            self._wake()
+            if len(self.messages) > INBOX_LIMIT and not self.paused:
+                self.paused = True
+                self._transport_call("pause_reading")
+        if to_send or rest:
+            asyncio.get_running_loop().create_task(ws.async_data_received(to_send, rest))
+
+    def _connection_lost(self, exc: Exception | None) -> None:
+        self.ended = True
+        self._wake()
+        self._lost(exc)
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def _transport_call(self, name: str) -> None:
+        transport = getattr(self.ws.io_proto, "transport", None)
+        if transport is not None and not transport.is_closing():
+            getattr(transport, name)()

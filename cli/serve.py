@@ -11,6 +11,7 @@ def serve_edge(settings: Settings, *, host: str, port: int, workers: int) -> Non
 
     from cli.embedded import EmbeddedError, require_free_port
     from edge.app import create_app
+    from edge.realtime.frames import InboxProtocol
 
     try:
         require_free_port(port, "edge", "SPOTLESS_EDGE_PORT")
@@ -19,10 +20,12 @@ def serve_edge(settings: Settings, *, host: str, port: int, workers: int) -> Non
     loader = AppLoader(factory=create_app)
     app = loader.load()
     if workers == 1:
-        app.prepare(host=host, port=port, access_log=False, motd=False, single_process=True)
+        app.prepare(host=host, port=port, access_log=False, motd=False, single_process=True,
+                    protocol=InboxProtocol)
         Sanic.serve_single(primary=app)
     else:
-        app.prepare(host=host, port=port, workers=workers, access_log=False, motd=False)
+        app.prepare(host=host, port=port, workers=workers, access_log=False, motd=False,
+                    protocol=InboxProtocol)
         Sanic.serve(primary=app, app_loader=loader)
 
 

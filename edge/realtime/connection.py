@@ -162,7 +162,7 @@ class Connection:
             asyncio.get_running_loop().create_task(report(self.ws, PongNotReceived()))
 
     async def _read_forever(self) -> None:
-        inbox = Inbox(self.ws)
+        inbox = Inbox.of(self.ws)
         while True:
             raw = await inbox.next()
             if raw is None:  # the socket is closing

@@ -22,20 +22,21 @@ feeds the `websockets` parser as Sanic does, keeps each complete data frame as a
 connection's reader, and gives Sanic everything else to handle as before (the pong a ping asks
 for, a close and its reply). A fragmented message, which no Pusher client sends, turns the
 socket over to Sanic's path for good, after the messages already kept. Messages waiting beyond
-`INBOX_LIMIT` pause reading from the socket until the reader catches up.
+`INBOX_LIMIT` pause reading from the socket until the reader catches up. The edge's server
+protocol (`InboxProtocol`) installs the inbox as the upgrade completes, before any frame of the
+client can have been read; should a frame reach Sanic's own path first all the same, its
+assembler hands it to the inbox, ahead of everything the inbox took itself.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from typing import Any
 
+from sanic.server.protocols.websocket_protocol import WebSocketProtocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
-
-log = logging.getLogger("spotless.realtime")
 
 INBOX_LIMIT = 256  # client messages kept unread before the socket stops being read
 
@@ -71,6 +72,15 @@ def write_now(ws: Any, frame: bytes) -> bool:
 class Inbox:
     """The messages a client sent, as the connection's reader takes them (module docs)."""
 
+    @classmethod
+    def of(cls, ws: Any) -> Inbox:
+        """The socket's inbox: the one installed at the upgrade, or a new one."""
+        inbox = getattr(ws, "spotless_inbox", None)
+        if not isinstance(inbox, Inbox):
+            inbox = cls(ws)
+            ws.spotless_inbox = inbox
+        return inbox
+
     def __init__(self, ws: Any) -> None:
         self.ws = ws
         self.messages: deque[str | bytes] = deque()
@@ -79,11 +89,13 @@ class Inbox:
         self.paused = False
         # Sanic's own path from the start if its internals are not where this expects them.
         self.ordinary = not all(hasattr(ws, name) for name in (
-            "ws_proto", "io_proto", "data_received", "connection_lost", "async_data_received"))
+            "ws_proto", "io_proto", "data_received", "connection_lost", "async_data_received", "assembler"))
+        self.early = 0  # messages Sanic took before the inbox was installed, at the front
         if not self.ordinary:
-            self._lost = ws.connection_lost
+            self._lost, self._put = ws.connection_lost, ws.assembler.put
             ws.data_received = self._data_received  # the socket's protocol calls ws.data_received
             ws.connection_lost = self._connection_lost
+            ws.assembler = _EarlyFrames(ws.assembler, self._put_early)  # its class has __slots__
 
     async def next(self) -> str | bytes | None:
         """The next message; None once the socket is closed."""
@@ -136,6 +148,22 @@ class Inbox:
         if to_send or rest:
             asyncio.get_running_loop().create_task(ws.async_data_received(to_send, rest))
 
+    async def _put_early(self, frame: Frame) -> None:
+        """A frame Sanic parsed before the inbox was installed: it goes ahead of the inbox's own."""
+        if not self.ordinary and frame.opcode in (Opcode.TEXT, Opcode.BINARY) and frame.fin:
+            try:
+                message = bytes(frame.data) if frame.opcode is Opcode.BINARY else bytes(frame.data).decode()
+            except UnicodeDecodeError:
+                self.ws.fail_connection(1007, "invalid UTF-8")
+                return
+            self.messages.insert(self.early, message)
+            self.early += 1
+            self._wake()
+            return
+        self.ordinary = True  # a fragment, or Sanic's path already: the assembler keeps it
+        self._wake()
+        await self._put(frame)
+
     def _connection_lost(self, exc: Exception | None) -> None:
         self.ended = True
         self._wake()
@@ -149,3 +177,24 @@ class Inbox:
         transport = getattr(self.ws.io_proto, "transport", None)
         if transport is not None and not transport.is_closing():
             getattr(transport, name)()
+
+
+class _EarlyFrames:
+    """Sanic's frame assembler, with `put` (only ever frames from before the inbox) rerouted."""
+
+    def __init__(self, assembler: Any, put: Any) -> None:
+        self._assembler = assembler
+        self.put = put
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._assembler, name)
+
+
+class InboxProtocol(WebSocketProtocol):
+    """Sanic's WebSocket server protocol, with each socket's inbox installed as the upgrade
+    completes (`app.prepare(protocol=InboxProtocol)`)."""
+
+    async def websocket_handshake(self, request: Any, subprotocols: Any = None) -> Any:
+        ws = await super().websocket_handshake(request, subprotocols)
+        Inbox.of(ws)
+        return ws

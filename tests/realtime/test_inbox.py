@@ -123,3 +123,25 @@ async def test_a_close_is_answered_and_the_connection_ends(rt_edge):
         assert await asyncio.wait_for(sock.reader.read(), 10) == b""  # the server closed TCP
     finally:
         sock.close()
+
+
+async def test_frames_sent_before_the_connection_is_established_are_answered_in_order(rt_edge):
+    """A client that writes as soon as the upgrade is answered, before the edge's handler has
+    said pusher:connection_established: those frames are answered, first."""
+    parts = urlsplit(socket_url(rt_edge))
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(f"GET {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    try:
+        assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).startswith(b"HTTP/1.1 101")
+        writer.write(b"".join(RawSocket.frame(json.dumps({"event": f"early-{n}"}).encode()) for n in range(3)))
+        sock = RawSocket(reader, writer)
+        events = [await sock.event() for _ in range(4)]
+        assert events[0]["event"] == "pusher:connection_established"
+        assert [e["event"] for e in events[1:]] == ["pusher:error"] * 3
+        assert [f"early-{n}" in e["data"]["message"] for n, e in enumerate(events[1:])] == [True] * 3
+        writer.write(RawSocket.frame(PING))
+        assert (await sock.event())["event"] == "pusher:pong"
+    finally:
+        writer.close()

@@ -54,6 +54,8 @@ from bench.stack import (
     run_cleanups,
     seed_conversations,
     start_services,
+    subscribe_frame,
+    subscribed,
 )
 from core import collector
 from core.realtime import RealtimeApp, parse_apps
@@ -125,14 +127,9 @@ async def open_listener(url: str, app: RealtimeApp, listener: Listener, run_of: 
     channel = f"presence-conversation.{conversation.id}"
     user_id = conversation.users[listener.party]
     channel_data = json.dumps({"user_id": user_id, "user_info": {"role": ("client", "cleaner")[listener.party]}})
-    ws.send(json.dumps({"event": "pusher:subscribe", "data": {
-        "channel": channel, "auth": channel_auth(app, socket_id, channel, channel_data), "channel_data": channel_data}}))
-    while True:
-        frame = json.loads(await ws.recv())
-        if frame["event"] == "pusher_internal:subscription_succeeded":
-            break
-        if frame["event"] == "pusher:error":
-            raise RuntimeError(f"subscribe refused: {frame}")
+    ws.send(subscribe_frame(channel, {"auth": channel_auth(app, socket_id, channel, channel_data),
+                                      "channel_data": channel_data}))
+    await subscribed(ws.recv)
     listener.ws = ws
     ws.on_text = lambda raw, now: on_frame(listener, run_of, raw, now)
 

@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -211,9 +211,18 @@ async def check_database(conversation_ids: list[str]) -> tuple[int, int]:
 async def subscribe(ws: ClientConnection, channel: str, auth: dict[str, Any]) -> None:
     """Subscribe a Pusher socket to `channel` with its auth (`auth`, `channel_data`) and wait
     until the server confirms; RuntimeError when it refuses."""
-    await ws.send(json.dumps({"event": "pusher:subscribe", "data": {"channel": channel, **auth}}))
+    await ws.send(subscribe_frame(channel, auth))
+    await subscribed(ws.recv)
+
+
+def subscribe_frame(channel: str, auth: dict[str, Any]) -> str:
+    return json.dumps({"event": "pusher:subscribe", "data": {"channel": channel, **auth}})
+
+
+async def subscribed(recv: Callable[[], Awaitable[Any]]) -> None:
+    """Wait until the server confirms the subscription just sent; RuntimeError when it refuses."""
     while True:
-        frame = json.loads(await ws.recv())
+        frame = json.loads(await recv())
         if frame["event"] == "pusher_internal:subscription_succeeded":
             return
         if frame["event"] == "pusher:error":

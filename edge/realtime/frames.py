@@ -69,6 +69,11 @@ def write_now(ws: Any, frame: bytes) -> bool:
     return True
 
 
+def _whole(frame: Frame) -> bool:
+    """A data frame that is a whole message (not a fragment)."""
+    return frame.opcode in (Opcode.TEXT, Opcode.BINARY) and frame.fin
+
+
 class Inbox:
     """The messages a client sent, as the connection's reader takes them (module docs)."""
 
@@ -124,15 +129,11 @@ class Inbox:
         for event in events:
             if self.ordinary or not isinstance(event, Frame):
                 rest.append(event)
-            elif event.opcode in (Opcode.TEXT, Opcode.BINARY) and event.fin:
-                if event.opcode is Opcode.BINARY:
-                    self.messages.append(bytes(event.data))
-                    continue
-                try:
-                    self.messages.append(bytes(event.data).decode())
-                except UnicodeDecodeError:
-                    ws.fail_connection(1007, "invalid UTF-8")
+            elif _whole(event):
+                message = self._message(event)
+                if message is None:
                     return
+                self.messages.append(message)
             elif event.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
                 # A fragmented message: Sanic's assembler puts it together, from here on; the
                 # reader takes what is kept here first, then goes to Sanic's recv().
@@ -150,11 +151,9 @@ class Inbox:
 
     async def _put_early(self, frame: Frame) -> None:
         """A frame Sanic parsed before the inbox was installed: it goes ahead of the inbox's own."""
-        if not self.ordinary and frame.opcode in (Opcode.TEXT, Opcode.BINARY) and frame.fin:
-            try:
-                message = bytes(frame.data) if frame.opcode is Opcode.BINARY else bytes(frame.data).decode()
-            except UnicodeDecodeError:
-                self.ws.fail_connection(1007, "invalid UTF-8")
+        if not self.ordinary and _whole(frame):
+            message = self._message(frame)
+            if message is None:
                 return
             self.messages.insert(self.early, message)
             self.early += 1
@@ -163,6 +162,17 @@ class Inbox:
         self.ordinary = True  # a fragment, or Sanic's path already: the assembler keeps it
         self._wake()
         await self._put(frame)
+
+    def _message(self, frame: Frame) -> str | bytes | None:
+        """A whole data frame as the reader takes it; None (and the socket failed with 1007)
+        for text that is not UTF-8."""
+        if frame.opcode is Opcode.BINARY:
+            return bytes(frame.data)
+        try:
+            return bytes(frame.data).decode()
+        except UnicodeDecodeError:
+            self.ws.fail_connection(1007, "invalid UTF-8")
+            return None
 
     def _connection_lost(self, exc: Exception | None) -> None:
         self.ended = True

@@ -15,6 +15,18 @@ from urllib.parse import urlsplit
 from tests.realtime.conftest import socket_url
 
 
+async def upgraded(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TCP connection to `url` through the WebSocket upgrade (101), nothing read after it."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(f"GET {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return reader, writer
+
+
 class RawSocket:
     """A hand-written RFC 6455 client: every frame it sends is built here, byte for byte."""
 
@@ -23,14 +35,7 @@ class RawSocket:
 
     @classmethod
     async def open(cls, url: str) -> RawSocket:
-        parts = urlsplit(url)
-        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(f"GET {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-                     f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n".encode())
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-        assert head.startswith(b"HTTP/1.1 101"), head
+        reader, writer = await upgraded(url)
         sock = cls(reader, writer)
         assert (await sock.event())["event"] == "pusher:connection_established"
         return sock
@@ -128,13 +133,8 @@ async def test_a_close_is_answered_and_the_connection_ends(rt_edge):
 async def test_frames_sent_before_the_connection_is_established_are_answered_in_order(rt_edge):
     """A client that writes as soon as the upgrade is answered, before the edge's handler has
     said pusher:connection_established: those frames are answered, first."""
-    parts = urlsplit(socket_url(rt_edge))
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(f"GET {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
-                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    reader, writer = await upgraded(socket_url(rt_edge))
     try:
-        assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).startswith(b"HTTP/1.1 101")
         writer.write(b"".join(RawSocket.frame(json.dumps({"event": f"early-{n}"}).encode()) for n in range(3)))
         sock = RawSocket(reader, writer)
         events = [await sock.event() for _ in range(4)]

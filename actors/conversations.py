@@ -30,9 +30,8 @@ from tortoise.exceptions import IntegrityError
 
 from actors.layout import MOVED, SHARD_GONE, Layouts, ShardSet
 from actors.presence_channels import PresenceChannels
-from actors.runtime import shard_name, shard_options
+from actors.runtime import shard_name, shard_options, shard_process_started
 from actors.status import process_facts
-from core import collector
 from core.accounts import AccountError
 from core.batching import Coalescer
 from core.channels import BookingParties, conversation_channel
@@ -112,7 +111,7 @@ def _error(exc: Exception) -> dict[str, Any]:
 @ray.remote
 class ConversationShard:
     def __init__(self, settings: Settings, shard: int, shard_count: int, prefix: str | None = None) -> None:
-        collector.tune()  # this process is the shard's alone (core/collector.py)
+        shard_process_started()
         self.settings = settings
         self.shard = shard
         self.shard_count = shard_count

@@ -32,9 +32,8 @@ import asyncpg
 import ray
 
 from actors.layout import MOVED
-from actors.runtime import shard_name, shard_options
+from actors.runtime import shard_name, shard_options, shard_process_started
 from actors.status import process_facts
-from core import collector
 from core.cleaner_presence import WATCHING_STATES, Watcher, presence_broadcasts
 from core.events import RealtimeEvent, realtime_subject
 from core.realtime import fanout_message, parse_apps
@@ -66,7 +65,7 @@ WHERE cleaner_id = ANY($1::uuid[]) AND state = ANY($2::text[])
 @ray.remote
 class PresenceShard:
     def __init__(self, settings: Settings, shard: int, shard_count: int, prefix: str | None = None) -> None:
-        collector.tune()  # this process is the shard's alone (core/collector.py)
+        shard_process_started()
         self.settings = settings
         self.shard = shard
         self.shard_count = shard_count

@@ -41,9 +41,8 @@ import asyncpg
 import ray
 
 from actors.layout import MOVED, Layouts, ShardSet, call_owner, prefix_of
-from actors.runtime import shard_name, shard_options
+from actors.runtime import shard_name, shard_options, shard_process_started
 from actors.status import process_facts
-from core import collector
 from core.events import realtime_subject
 from core.realtime import fanout_message, shard_of_channel
 from core.settings import Settings
@@ -66,7 +65,7 @@ RESTORE_HEARTBEATS = MISSED_HEARTBEATS
 class PresenceChannelShard:
     def __init__(self, settings: Settings, shard: int, shard_count: int | None = None,
                  prefix: str | None = None) -> None:
-        collector.tune()  # this process is the shard's alone (core/collector.py)
+        shard_process_started()
         self.settings = settings
         self.shard = shard
         self.shard_count = shard_count or settings.presence_channel_shards

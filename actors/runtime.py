@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RaySystemError
 
+from core import collector
 from core.errors import Unavailable
 from core.settings import Settings
 from storage.db import database_unreachable
@@ -25,6 +27,26 @@ log = logging.getLogger("spotless.actors")
 # A local Ray offers this many units of the shard resource: far more shards than anyone runs
 # on one machine, so the resource never limits a local stack, it only has to exist.
 LOCAL_SHARD_RESOURCE_UNITS = 10_000
+
+
+# Ray starts its worker processes, and so every shard actor, at nice 15 (`worker_niceness`): below
+# every other process on the machine, as if they ran batch work. A shard is a server on the path
+# of every chat message, search and booking; at nice 15 it gets a 36/1024 share against the edge
+# workers and PostgreSQL whenever the cores are contended, and each request waits behind them.
+# Every Ray we start ourselves runs its workers at the same priority as the rest of the stack;
+# on a cluster, `ray start` gets the same through RAY_worker_niceness=0 (ray_cluster.yaml).
+# Measured in bench/README.md (session 10).
+LOCAL_RAY_SYSTEM_CONFIG: dict[str, object] = {"worker_niceness": 0}
+
+
+def shard_process_started() -> None:
+    """What every shard actor's process does first: tune the collector (core/collector.py), and
+    say so in its log when Ray started it at a lower priority than the rest of the stack."""
+    collector.tune()  # this process is the shard's alone
+    nice = os.nice(0)
+    if nice > 0:
+        log.warning("this shard's process runs at nice %d, below the edge and PostgreSQL: start Ray "
+                    "with RAY_worker_niceness=0 (ray_cluster.yaml) so requests do not wait for it", nice)
 
 
 def local_resources(settings: Settings) -> dict[str, float]:
@@ -44,6 +66,7 @@ def connect(settings: Settings) -> None:
         include_dashboard=False if not settings.ray_address else None,
         configure_logging=True,
         resources=None if settings.ray_address else local_resources(settings),
+        _system_config=None if settings.ray_address else LOCAL_RAY_SYSTEM_CONFIG,
     )
     if settings.shard_resource and settings.shard_resource not in ray.cluster_resources():
         # Not fatal: an autoscaling cluster adds shard nodes when shards ask for them.

@@ -36,9 +36,8 @@ import numpy as np
 import ray
 import shapely
 
-from actors.runtime import shard_name, shard_options
+from actors.runtime import shard_name, shard_options, shard_process_started
 from actors.status import process_facts
-from core import collector
 from core.geometry import haversine_m
 from core.settings import Settings
 from core.sharding import shards_of_box
@@ -247,7 +246,7 @@ def _entry(cleaner_id: str, geometry: Any) -> tuple[str, Any, float, float]:
 @ray.remote
 class SpatialShard:
     def __init__(self, settings: Settings, shard: int, shard_count: int) -> None:
-        collector.tune()  # this process is the shard's alone (core/collector.py)
+        shard_process_started()
         self.settings = settings
         self.shard = shard
         self.shard_count = shard_count

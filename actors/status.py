@@ -22,9 +22,10 @@ from core.settings import Settings
 
 
 def process_facts() -> dict[str, Any]:
-    """Where the calling actor runs and how much memory its process holds."""
+    """Where the calling actor runs, its process's priority (nice; 0 unless Ray was started
+    without RAY_worker_niceness=0, actors/runtime.py) and how much memory it holds."""
     return {"node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
-            "pid": os.getpid(), "rss_bytes": psutil.Process().memory_info().rss}
+            "pid": os.getpid(), "nice": os.nice(0), "rss_bytes": psutil.Process().memory_info().rss}
 
 
 @dataclass(frozen=True)
@@ -76,12 +77,13 @@ async def shard_status(settings: Settings, *, counts: dict[str, int] | None = No
 
 def render(rows: list[ShardRow]) -> str:
     """The table `spotless actors status` prints."""
-    lines = [f"{'kind':<18} {'shard':<28} {'state':<12} {'entities':>9} {'rss MiB':>8}  {'host':<20} {'pid':>7}  node"]
+    lines = [f"{'kind':<18} {'shard':<28} {'state':<12} {'entities':>9} {'rss MiB':>8}  {'host':<20} {'pid':>7} {'nice':>4}  node"]
     for row in rows:
         f = row.facts
         rss = f"{f['rss_bytes'] / 2**20:.0f}" if "rss_bytes" in f else "-"
         lines.append(f"{row.kind:<18} {row.name:<28} {row.state:<12} {f.get('entities', '-')!s:>9} {rss:>8}  "
-                     f"{f.get('host', '-'):<20} {f.get('pid', '-')!s:>7}  {f.get('node_id', '-')}")
+                     f"{f.get('host', '-'):<20} {f.get('pid', '-')!s:>7} {f.get('nice', '-')!s:>4}  "
+                     f"{f.get('node_id', '-')}")
     alive = [r for r in rows if r.state == "alive"]
     lines.append(f"{len(alive)} of {len(rows)} shards alive; "
                  f"{sum(r.facts.get('entities', 0) for r in alive)} entities; "

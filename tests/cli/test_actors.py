@@ -47,6 +47,8 @@ async def test_status_lists_every_shard_with_its_process_and_what_it_holds(db, s
     presence_row = rows[f"{settings.presence_shard_prefix}-0-of-{settings.presence_shards}"]
     assert spatial_row[2] == "alive" and int(spatial_row[3]) >= 0 and int(spatial_row[6]) == spatial_pid
     assert presence_row[2] == "alive" and int(presence_row[6]) == presence_pid
+    # at the priority of the rest of the stack, not Ray's default nice 15 for its workers
+    assert int(spatial_row[7]) == 0 and int(presence_row[7]) == 0
     assert float(spatial_row[4]) > 10  # MiB resident: a Python process with shapely loaded
     assert lines[-1].endswith("MiB resident") and "shards alive" in lines[-1]
     assert all(row[2] in {"alive", "not"} for row in rows.values())  # "not started" splits in two

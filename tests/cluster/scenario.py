@@ -163,6 +163,8 @@ async def main() -> None:
     import ray
     from ray.cluster_utils import Cluster
 
+    from actors.runtime import LOCAL_RAY_SYSTEM_CONFIG
+
     os.environ.update(SCENARIO_ENV)
     os.environ.pop("RAY_ADDRESS", None)
     # The cluster records its address under the Ray temp dir, where any `ray.init()` on this
@@ -171,7 +173,8 @@ async def main() -> None:
     if own_tmpdir:
         os.environ["RAY_TMPDIR"] = own_tmpdir
     cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "include_dashboard": False, "_system_config": FAST_NODE_FAILURE})
+        "num_cpus": 0, "include_dashboard": False,
+        "_system_config": {**FAST_NODE_FAILURE, **LOCAL_RAY_SYSTEM_CONFIG}})
     try:
         workers = [cluster.add_node(num_cpus=0, resources={SHARD_RESOURCE: SHARD_UNITS_PER_NODE})
                    for _ in range(2)]

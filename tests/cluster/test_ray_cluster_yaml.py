@@ -72,6 +72,9 @@ def test_every_node_installs_the_checkout_and_starts_ray(config):
     # and Ray starts: the head on 6379, the workers joining it
     assert any("ray start --head --port=6379" in " ".join(cmd.split()) for cmd in config["head_start_ray_commands"])
     assert any("ray start --address=$RAY_HEAD_IP:6379" in cmd for cmd in config["worker_start_ray_commands"])
+    # with the shards at the priority of every other process, not Ray's nice 15 for its workers
+    for commands in (config["head_start_ray_commands"], config["worker_start_ray_commands"]):
+        assert any("export RAY_worker_niceness=0; ray start" in " ".join(cmd.split()) for cmd in commands)
 
 
 def test_the_nodes_run_the_ray_version_spotless_is_installed_with(config):

@@ -313,7 +313,8 @@ async def one_size(args: argparse.Namespace, url: str, app: RealtimeApp, convers
                   "this benchmark does not reconnect")
     stored, broken = await check_database([c.id for c in conversations])
     print(f"PostgreSQL: {stored:,} messages in these conversations, {broken} with a gap or repeat in seq; "
-          f"milliseconds throughout; e2e = REST send -> the other party's socket")
+          f"milliseconds throughout; e2e = the send ({'over the socket' if args.via == 'socket' else 'REST'}) "
+          "leaving this process -> the message's frame reaching it on the other party's socket")
     for listener in listeners:
         if listener.ws is not None:
             await listener.ws.close()

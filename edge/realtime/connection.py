@@ -316,10 +316,11 @@ async def watch_activity(connections: Any, settings: Settings) -> None:
     period = max(0.05, min(1.0, settings.realtime_activity_timeout_s / 4, settings.realtime_pong_timeout_s / 4))
     while True:
         await asyncio.sleep(period)
-        everyone = [connection for group in list(connections.values()) for connection in list(group)]
+        everyone = [(group, connection) for group in list(connections.values()) for connection in list(group)]
         for start in range(0, len(everyone), SWEEP_SLICE):
             if start:
                 await asyncio.sleep(0)
             now = time.monotonic()
-            for connection in everyone[start:start + SWEEP_SLICE]:
-                connection.check_activity(now)
+            for group, connection in everyone[start:start + SWEEP_SLICE]:
+                if connection in group:  # not closed while the sweeper let others run
+                    connection.check_activity(now)

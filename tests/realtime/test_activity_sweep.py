@@ -63,3 +63,30 @@ async def test_a_sweep_checks_every_socket_once_and_lets_other_work_run_between_
     runs.append(run)
     assert max(runs) <= SWEEP_SLICE
     assert sum(1 for r in runs if r) >= 4  # the pass was split, not one block
+
+
+async def test_a_socket_that_closes_during_a_sweep_is_not_checked_after_it_closed():
+    # given two slices of sockets, one of which will close while the sweeper lets others run
+    sockets = SWEEP_SLICE * 2
+    record = Record(sockets - 1)  # the pass is over when all but the closed one were checked
+    group = {Probe(record) for _ in range(sockets)}
+    closing = list(group)[SWEEP_SLICE]  # the sweep goes in the set's order: the second slice
+
+    async def close_it_between_slices() -> None:  # runs whenever the sweeper lets others run
+        while True:
+            if len(record.log) >= SWEEP_SLICE:  # the first slice is done
+                group.discard(closing)  # as the hub forgets a socket that closed
+                return
+            await asyncio.sleep(0)
+
+    closer = asyncio.get_running_loop().create_task(close_it_between_slices())
+    sweeper = asyncio.get_running_loop().create_task(
+        watch_activity({"app": group}, Settings(realtime_pong_timeout_s=0.2)))
+    try:
+        await asyncio.wait_for(record.first_pass_done.wait(), 10)
+        await closer
+    finally:
+        sweeper.cancel()
+    # then every other socket was checked once in that pass, and the closed one was not
+    first_pass = record.log[:sockets - 1]
+    assert closing not in first_pass and len(set(map(id, first_pass))) == sockets - 1

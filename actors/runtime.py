@@ -54,20 +54,23 @@ def local_resources(settings: Settings) -> dict[str, float]:
     return {settings.shard_resource: LOCAL_SHARD_RESOURCE_UNITS} if settings.shard_resource else {}
 
 
+def start_local_ray(namespace: str, **options: object) -> None:
+    """Start a local (single-node) Ray and join it: every process that starts one (`spotless
+    dev`, an edge without RAY_ADDRESS, the tests, the benchmarks) does it here, so every local
+    Ray runs its shards as LOCAL_RAY_SYSTEM_CONFIG says. `options` go to `ray.init`."""
+    ray.init(namespace=namespace, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.WARNING, _system_config=LOCAL_RAY_SYSTEM_CONFIG, **options)  # type: ignore[arg-type]
+
+
 def connect(settings: Settings) -> None:
     """Join the cluster at RAY_ADDRESS (or start a local one when it is empty)."""
     if ray.is_initialized():
         return
-    ray.init(
-        address=settings.ray_address or None,
-        namespace=settings.ray_namespace,
-        logging_level=logging.WARNING,
-        log_to_driver=False,
-        include_dashboard=False if not settings.ray_address else None,
-        configure_logging=True,
-        resources=None if settings.ray_address else local_resources(settings),
-        _system_config=None if settings.ray_address else LOCAL_RAY_SYSTEM_CONFIG,
-    )
+    if settings.ray_address:
+        ray.init(address=settings.ray_address, namespace=settings.ray_namespace, logging_level=logging.WARNING,
+                 log_to_driver=False, configure_logging=True)
+    else:
+        start_local_ray(settings.ray_namespace, configure_logging=True, resources=local_resources(settings))
     if settings.shard_resource and settings.shard_resource not in ray.cluster_resources():
         # Not fatal: an autoscaling cluster adds shard nodes when shards ask for them.
         log.warning("no node of the Ray cluster offers the %r resource (SPOTLESS_SHARD_RESOURCE): "

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
+import secrets
 import statistics
 import time
 
 import psutil
 import ray
+
+from actors.runtime import start_local_ray
 
 
 @ray.remote
@@ -55,7 +57,7 @@ async def main() -> None:
     parser.add_argument("--calls", type=int, default=600)
     parser.add_argument("--sizes", type=int, nargs="+", default=[0, 1000, 30_000, 60_000])
     args = parser.parse_args()
-    ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    start_local_ray(f"spotless-bench-{secrets.token_hex(3)}")  # the actor at the priority shards run at
     try:
         actor = Echo.remote()  # type: ignore[attr-defined]
         actor_process = psutil.Process(await actor.pid.remote())

@@ -34,6 +34,7 @@ import shapely
 import uvloop
 
 from actors.clients import SpatialClient
+from actors.runtime import start_local_ray
 from core import collector
 from core.settings import Settings
 from storage.db import asyncpg_dsn
@@ -373,8 +374,7 @@ async def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="measure the whole table this many times")
     args = parser.parse_args()
     args.server_url = os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test"
-    ray.init(namespace=f"spotless-bench-{secrets.token_hex(3)}", include_dashboard=False,
-             log_to_driver=False, logging_level=logging.WARNING)
+    start_local_ray(f"spotless-bench-{secrets.token_hex(3)}")
     base = Settings()
     try:
         for n in args.areas or [100_000]:

@@ -30,7 +30,7 @@ import ray
 from tortoise import connections
 from websockets.asyncio.client import ClientConnection
 
-from actors.runtime import LOCAL_RAY_SYSTEM_CONFIG
+from actors.runtime import start_local_ray
 from cli.embedded import EmbeddedNats, free_port
 from core.accounts import hash_token_secret
 from core.clock import utcnow
@@ -75,8 +75,7 @@ async def start_services(server_url: str, nats_url: str, tmp: Path, *, namespace
         cleanups.append(nats_server.stop)
         nats_url = nats_server.url
     namespace = f"{namespace_prefix}-{secrets.token_hex(3)}"
-    ray.init(namespace=namespace, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
-             _system_config=LOCAL_RAY_SYSTEM_CONFIG)
+    start_local_ray(namespace)
     cleanups.append(ray.shutdown)
     return Services(database_url, nats_url, namespace, server_url, cleanups)
 

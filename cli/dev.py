@@ -288,20 +288,15 @@ def _check_ports(settings: Settings) -> None:
 
 
 def _start_ray(settings: Settings, *, attempts: int = 2) -> str:
-    import logging
-
     import psutil  # pgserver's dependency
     import ray
 
-    from actors.runtime import LOCAL_RAY_SYSTEM_CONFIG, local_resources
+    from actors.runtime import local_resources, start_local_ray
 
     for attempt in range(1, attempts + 1):
         ours_before = {child.pid for child in psutil.Process().children()}
         try:
-            ray.init(namespace=settings.ray_namespace, include_dashboard=False,
-                     logging_level=logging.WARNING, log_to_driver=False,
-                     resources=local_resources(settings),  # SPOTLESS_SHARD_RESOURCE, if set
-                     _system_config=LOCAL_RAY_SYSTEM_CONFIG)  # shards at the stack's priority
+            start_local_ray(settings.ray_namespace, resources=local_resources(settings))  # SPOTLESS_SHARD_RESOURCE
             return str(ray.get_runtime_context().gcs_address)
         except Exception as exc:  # Ray raises many types; all mean "no local Ray"
             # Ray waits a fixed 30 s for its raylet, which a busy machine can exceed. A failed

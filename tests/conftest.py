@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 from nats.aio.client import Client
 
-from actors.runtime import LOCAL_RAY_SYSTEM_CONFIG
+from actors.runtime import start_local_ray
 from core.events import dead_letter_stream, jobs_stream
 from core.settings import Settings, get_settings
 from tests.fakes.oauth import OAuthFake
@@ -106,8 +106,7 @@ async def services(tmp_root: Path, oauth_fake: OAuthFake) -> AsyncIterator[dict[
         nats = start_nats(tmp_root)
         stoppers.append(nats.stop)
         nats_url = nats.url
-    ray.init(namespace=f"spotless-test-{secrets.token_hex(3)}", include_dashboard=False,
-             num_cpus=2, log_to_driver=False, logging_level="WARNING", _system_config=LOCAL_RAY_SYSTEM_CONFIG)
+    start_local_ray(f"spotless-test-{secrets.token_hex(3)}", num_cpus=2)
     ray_address = ray.get_runtime_context().gcs_address
     await migrate(database_url)
     env = {

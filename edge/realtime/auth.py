@@ -3,8 +3,8 @@ channel for the signed-in user, as Laravel's broadcasting auth route does for pu
 
 Accepts form fields (what pusher-js sends) or JSON: socket_id, channel_name, optionally app_id
 (default: the first configured app). Who may join is decided by core.channels alone. The worker
-holding the socket is told which token signed it, so that revoking the token closes the socket
-(edge/realtime/hub.py).
+holding the socket is told which token signed what, so that revoking the token closes the
+socket once it has subscribed with that signature (edge/realtime/hub.py).
 """
 
 from __future__ import annotations
@@ -80,13 +80,14 @@ async def authorize(request: Request) -> HTTPResponse:
     booking_id = booking_id_of(channel)
     booking = await load_booking_parties(booking_id) if booking_id else None
     authorize_channel(channel, viewer=viewer, booking=booking)
-    try:  # the socket's worker learns whose token this was, to close it if the token is revoked
-        await request.app.ctx.realtime.hub.grant(socket_id, session.token.id)
-    except ws_errors.Unavailable:
-        raise Unavailable(dependency="nats") from None
     if channel_kind(channel) is ChannelKind.PRESENCE:
         channel_data = json.dumps({"user_id": viewer.user_id,
                                    "user_info": {"name": user.name, "role": viewer.role}})
-        return json_response({"auth": channel_auth(app, socket_id, channel, channel_data),
-                              "channel_data": channel_data})
-    return json_response({"auth": channel_auth(app, socket_id, channel)})
+        signed = {"auth": channel_auth(app, socket_id, channel, channel_data), "channel_data": channel_data}
+    else:
+        signed = {"auth": channel_auth(app, socket_id, channel)}
+    try:  # the socket's worker learns whose token signed this, to close it if the token is revoked
+        await request.app.ctx.realtime.hub.grant(socket_id, session.token.id, channel, signed["auth"])
+    except ws_errors.Unavailable:
+        raise Unavailable(dependency="nats") from None
+    return json_response(signed)

@@ -92,6 +92,7 @@ class Connection:
         self.settings = settings
         self.socket_id = hub.new_socket_id()
         self.grants: set[int] = set()  # the tokens that authorised its channels (Hub.grant)
+        self.signatures: dict[str, str] = {}  # private/presence channel -> the auth it joined with
         self.channels: dict[str, Member | None] = {}
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=SEND_QUEUE_LIMIT)
         self.bucket = TokenBucket(app.client_events_per_s)
@@ -221,6 +222,9 @@ class Connection:
         member = _member(channel_data) if kind is ChannelKind.PRESENCE else None
         await self.hub.join(channel, self)
         self.channels[channel] = member
+        if kind is not ChannelKind.PUBLIC:
+            self.signatures[channel] = data["auth"]
+            self.hub.subscribed(self, channel, data["auth"])
         await self._succeeded(channel, kind)
 
     async def _succeeded(self, channel: str, kind: ChannelKind) -> None:
@@ -240,6 +244,7 @@ class Connection:
 
     async def unsubscribe(self, channel: str) -> None:
         member = self.channels.pop(channel, None)
+        self.signatures.pop(channel, None)
         await self.hub.leave(channel, self)
         if member is not None:
             removed = await self.presence.leave(self.app_id, channel, member.user_id, self.socket_id)

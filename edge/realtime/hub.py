@@ -15,6 +15,12 @@ the realtime job publishes their ids on `sys.sockets.revoked` and every worker c
 4009, each socket one of them authorised, which leaves its presence channels as a close does.
 A worker remembers revocations for `REVOCATION_MEMORY_S`, so a grant that arrives after the
 revocation it predates (the two travel different ways) still closes its socket.
+
+A grant names the channel and the signature the endpoint returned, and binds the token to the
+socket only once the socket has subscribed with that very signature (whichever of the two the
+worker hears first). Anyone signed in may ask the endpoint to sign any socket id, as Pusher's
+protocol allows; a signature the socket never uses binds nothing, so nobody can get someone
+else's socket closed by signing for its id and then signing out.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import json
 import logging
 import secrets
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from typing import Any, Protocol
 
 from nats.aio.msg import Msg
@@ -45,6 +51,10 @@ REVOCATION_MEMORY_S = 120.0  # how long a worker holds a revocation for grants t
 # revocation, give or take this much for the clocks of two machines; one made later (the
 # account was reinstated meanwhile) stands.
 GRANT_CLOCK_SLACK_S = 5.0
+# Grants a socket has not used (yet) that a worker keeps per socket, the oldest dropped first:
+# the client subscribes within moments of the signature, and a stranger signing for the socket's
+# id cannot make the worker hold more than this.
+OFFERS_PER_SOCKET = 16
 
 
 class Receiver(Protocol):
@@ -58,6 +68,7 @@ class Socket(Receiver, Protocol):
     """An open connection as the registry sees it: a receiver that can be granted and revoked."""
 
     grants: set[int]  # ids of the tokens that authorised its channels
+    signatures: dict[str, str]  # channel -> the auth it subscribed with (private and presence)
 
     def revoke(self, reason: str) -> None: ...
 
@@ -71,6 +82,8 @@ class Hub:
         self.locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.connections: dict[str, set[Any]] = defaultdict(set)  # app id -> open connections
         self.by_id: dict[str, Socket] = {}  # socket id -> open connection
+        # socket id -> (channel, auth) -> (token id, when): grants the socket has not subscribed with
+        self.offers: dict[str, OrderedDict[tuple[str, str], tuple[int, float]]] = {}
         self.revocations: deque[tuple[float, frozenset[int], float, str]] = deque()  # (heard, ids, at, reason)
         self._listening: asyncio.Task[None] | None = None
 
@@ -87,6 +100,7 @@ class Hub:
         self.connections[app_id].discard(connection)
         if self.by_id.get(connection.socket_id) is connection:
             del self.by_id[connection.socket_id]
+            self.offers.pop(connection.socket_id, None)
 
     def start(self) -> None:
         """Listen for grants to this worker's sockets and for revocations (in the background:
@@ -107,21 +121,40 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._listening
 
-    async def grant(self, socket_id: str, token_id: int) -> None:
-        """Record that `token_id` authorised a channel for `socket_id`, on whichever worker
-        holds that socket. Raises Unavailable when that worker cannot be told."""
+    async def grant(self, socket_id: str, token_id: int, channel: str, auth: str) -> None:
+        """Record that `token_id` signed `auth` for `socket_id` to join `channel`, on whichever
+        worker holds that socket. Raises Unavailable when that worker cannot be told."""
         at = time.time()
         worker = socket_id.partition(".")[0]
         if worker == self.worker:
-            self._grant(socket_id, token_id, at)
+            self._grant(socket_id, token_id, at, channel, auth)
             return
         await self._client().publish(socket_grant_subject(worker), json.dumps(
-            {"socket_id": socket_id, "token_id": token_id, "at": at}).encode())
+            {"socket_id": socket_id, "token_id": token_id, "at": at, "channel": channel, "auth": auth}).encode())
 
-    def _grant(self, socket_id: str, token_id: int, at: float) -> None:
+    def _grant(self, socket_id: str, token_id: int, at: float, channel: str | None, auth: str | None) -> None:
+        """Bind the token to the socket if it subscribed with this signature, else keep the
+        offer until it does. (A grant without a channel, from a worker of an earlier release
+        during a rolling upgrade, binds at once, as those did.)"""
         socket = self.by_id.get(socket_id)
         if socket is None:
             return
+        if channel is None or auth is None or socket.signatures.get(channel) == auth:
+            self._bind(socket, token_id, at)
+            return
+        offers = self.offers.setdefault(socket_id, OrderedDict())
+        offers[(channel, auth)] = (token_id, at)
+        while len(offers) > OFFERS_PER_SOCKET:
+            offers.popitem(last=False)
+
+    def subscribed(self, socket: Socket, channel: str, auth: str) -> None:
+        """The socket joined a private or presence channel with `auth` (and has recorded it in
+        its `signatures`): the token that signed it, if heard of already, now authorised it."""
+        offer = self.offers.get(socket.socket_id, {}).pop((channel, auth), None)
+        if offer is not None:
+            self._bind(socket, *offer)
+
+    def _bind(self, socket: Socket, token_id: int, at: float) -> None:
         socket.grants.add(token_id)
         self._forget_old_revocations()
         for _, ids, revoked_at, reason in self.revocations:
@@ -132,8 +165,10 @@ class Hub:
     async def _granted(self, msg: Msg) -> None:
         try:
             note = json.loads(msg.data)
-            self._grant(str(note["socket_id"]), int(note["token_id"]), float(note["at"]))
-        except (ValueError, KeyError, TypeError):
+            channel, auth = note.get("channel"), note.get("auth")
+            self._grant(str(note["socket_id"]), int(note["token_id"]), float(note["at"]),
+                        None if channel is None else str(channel), None if auth is None else str(auth))
+        except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("dropping a malformed socket grant")
 
     async def _revoked(self, msg: Msg) -> None:

@@ -10,12 +10,13 @@ import json
 import time
 from typing import Any
 
+import httpx
 import pytest
 from nats.aio.client import Client
 
 from core.events import SOCKETS_REVOKED_SUBJECT, socket_grant_subject
 from core.settings import Settings
-from edge.realtime.hub import Hub
+from edge.realtime.hub import OFFERS_PER_SOCKET, Hub
 from storage.bus import Bus
 from tests.conftest import STRONG_PASSWORD
 from tests.edge.test_access import make_admin
@@ -86,6 +87,33 @@ async def test_signing_out_one_device_closes_only_that_devices_socket(sockets, r
     await tablet.expect("pusher:pong")
 
 
+async def test_signing_out_after_signing_for_someone_elses_socket_leaves_that_socket_open(
+        sockets, rt_api, rt_edges, party, nc, settings):
+    # given a user's socket on their own channel
+    alice, mallory = party("client"), party("client")
+    channel = f"private-user.{alice.id}"
+    sock = await sockets(1)
+    await sock.subscribe(channel, auth_for(rt_api, alice, sock.socket_id, channel))
+    # and another user who has the endpoint sign that socket's id for a channel of their own
+    # (Pusher's protocol lets anyone signed in ask for any socket id), on either worker's endpoint
+    for edge in rt_edges:
+        async with httpx.AsyncClient(base_url=edge.url, timeout=30) as api:
+            signed = await api.post("/api/v1/broadcasting/auth", headers=mallory.auth, data={
+                "socket_id": sock.socket_id, "channel_name": f"private-user.{mallory.id}"})
+        assert signed.status_code == 200, signed.text
+    # when that other user signs out
+    assert rt_api.post("/api/v1/auth/logout", headers=mallory.auth).status_code == 204
+    await run_realtime(nc, settings)
+    # then the socket stays open and on its channel
+    await sock.nothing("pusher:error", within=1.0)
+    await sock.send("pusher:ping")
+    await sock.expect("pusher:pong")
+    # while its own user's signing out still closes it
+    assert rt_api.post("/api/v1/auth/logout", headers=alice.auth).status_code == 204
+    await run_realtime(nc, settings)
+    assert "signed out" in await closed_with(sock, 4009)
+
+
 async def test_a_password_reset_closes_the_sockets_of_every_session(sockets, rt_api, party, nc, settings):
     # given a user with a socket on their channel
     user = party("cleaner")
@@ -118,7 +146,13 @@ class Recorder:
     def __init__(self, socket_id: str) -> None:
         self.socket_id, self.app_id = socket_id, "100001"
         self.grants: set[int] = set()
+        self.signatures: dict[str, str] = {}
         self.revoked: list[str] = []
+
+    def subscribe(self, hub: Hub, channel: str, auth: str) -> None:
+        """What Connection.subscribe does once the signature checks out."""
+        self.signatures[channel] = auth
+        hub.subscribed(self, channel, auth)
 
     def deliver(self, text: str, frame: bytes | None = None) -> None:
         pass
@@ -127,46 +161,112 @@ class Recorder:
         self.revoked.append(reason)
 
 
-@pytest.mark.parametrize("granted_after_s, closed", [(-1.0, True), (60.0, False)])
-async def test_a_grant_heard_after_its_revocation_still_closes_its_socket_unless_it_is_newer(
-        settings: Settings, granted_after_s: float, closed: bool):
-    # given a worker's registry on the real NATS server, holding one socket
+@pytest.fixture
+async def hub(settings: Settings) -> Any:
+    """A worker's registry on the real NATS server, listening."""
     bus = Bus(settings.nats_url, name="spotless-test-hub")
     bus.start()
-    hub = Hub(bus)
-    hub.start()
+    registry = Hub(bus)
+    registry.start()
     try:
         assert await bus.wait_connected(10)
-        sock = Recorder(hub.new_socket_id())
-        hub.register("100001", sock)
-        await _until_listening(hub)
-        # when a revocation of token 41 arrives first, and the grant it revoked only afterwards
-        revoked_at = time.time()
-        assert bus.client is not None
-        await bus.client.publish(SOCKETS_REVOKED_SUBJECT, json.dumps(
-            {"user_id": "u", "token_ids": [41], "reason": "suspended", "at": revoked_at}).encode())
-        await bus.client.flush()
-        await eventually(lambda: len(hub.revocations) == 1)
-        await grant_over_nats(bus, hub, sock.socket_id, 41, revoked_at + granted_after_s)
-        await eventually(lambda: 41 in sock.grants)
-        # then a grant made before the revocation closes the socket; one made after it (the
-        # account reinstated meanwhile) does not
-        assert sock.revoked == (["suspended"] if closed else [])
-        # and another token's grant never does
-        await grant_over_nats(bus, hub, sock.socket_id, 42, revoked_at - 1)
-        await eventually(lambda: 42 in sock.grants)
-        assert sock.revoked == (["suspended"] if closed else [])
+        await _until_listening(registry)
+        yield registry
     finally:
-        await hub.stop()
+        await registry.stop()
         await bus.close()
 
 
-async def grant_over_nats(bus: Bus, hub: Hub, socket_id: str, token_id: int, at: float) -> None:
+@pytest.mark.parametrize("granted_after_s, closed", [(-1.0, True), (60.0, False)])
+async def test_a_grant_heard_after_its_revocation_still_closes_its_socket_unless_it_is_newer(
+        hub: Hub, granted_after_s: float, closed: bool):
+    # given a worker holding one socket, subscribed with the signatures of tokens 41 and 42
+    sock = Recorder(hub.new_socket_id())
+    hub.register("100001", sock)
+    sock.subscribe(hub, "private-user.a", "key:sig-41")
+    sock.subscribe(hub, "private-user.b", "key:sig-42")
+    # when a revocation of token 41 arrives first, and the grant it revoked only afterwards
+    revoked_at = time.time()
+    await revoke_over_nats(hub, [41], revoked_at, reason="suspended")
+    await grant_over_nats(hub, sock.socket_id, 41, revoked_at + granted_after_s, "private-user.a", "key:sig-41")
+    await eventually(lambda: 41 in sock.grants)
+    # then a grant made before the revocation closes the socket; one made after it (the
+    # account reinstated meanwhile) does not
+    assert sock.revoked == (["suspended"] if closed else [])
+    # and another token's grant never does
+    await grant_over_nats(hub, sock.socket_id, 42, revoked_at - 1, "private-user.b", "key:sig-42")
+    await eventually(lambda: 42 in sock.grants)
+    assert sock.revoked == (["suspended"] if closed else [])
+
+
+async def test_a_signature_the_socket_never_used_binds_nothing(hub: Hub):
+    # given a socket that joined its channel with its own user's signature (token 7)
+    sock = Recorder(hub.new_socket_id())
+    hub.register("100001", sock)
+    await hub.grant(sock.socket_id, 7, "private-user.alice", "key:alice")
+    sock.subscribe(hub, "private-user.alice", "key:alice")
+    # and a stranger who had the endpoint sign that socket id for their own channel (token 9),
+    # locally and from another worker, more often than a worker keeps offers for
+    await hub.grant(sock.socket_id, 9, "private-user.mallory", "key:mallory")
+    for n in range(OFFERS_PER_SOCKET + 5):
+        await grant_over_nats(hub, sock.socket_id, 9, time.time(), f"private-user.mallory{n}", f"key:{n}")
+    await eventually(lambda: len(hub.offers[sock.socket_id]) == OFFERS_PER_SOCKET)
+    # when the stranger's token is revoked
+    await revoke_over_nats(hub, [9], time.time())
+    # then the socket stays open: only the token it subscribed with is bound to it
+    assert sock.grants == {7}
+    assert sock.revoked == []
+    # and once its own token is revoked, it is closed
+    await revoke_over_nats(hub, [7], time.time())
+    await eventually(lambda: sock.revoked == ["signed out"])
+    # and a socket that goes away takes its offers with it
+    hub.unregister("100001", sock)
+    assert sock.socket_id not in hub.offers
+
+
+async def test_a_grant_heard_after_the_socket_subscribed_with_it_binds(hub: Hub):
+    # given a socket that subscribed with a signature whose grant is still on its way from the
+    # worker that signed it
+    sock = Recorder(hub.new_socket_id())
+    hub.register("100001", sock)
+    sock.subscribe(hub, "presence-conversation.c", "key:sig")
+    assert sock.grants == set()
+    # when the grant arrives
+    await grant_over_nats(hub, sock.socket_id, 11, time.time(), "presence-conversation.c", "key:sig")
+    # then the token is bound, and its revocation closes the socket
+    await eventually(lambda: sock.grants == {11})
+    await revoke_over_nats(hub, [11], time.time())
+    await eventually(lambda: sock.revoked == ["signed out"])
+
+
+async def test_a_grant_from_an_earlier_release_binds_at_once(hub: Hub):
+    # given a socket, and a grant in the format of an earlier release (no channel, no signature),
+    # as a worker not yet upgraded sends it during a rolling upgrade
+    sock = Recorder(hub.new_socket_id())
+    hub.register("100001", sock)
+    assert hub.bus.client is not None
+    await hub.bus.client.publish(socket_grant_subject(hub.worker), json.dumps(
+        {"socket_id": sock.socket_id, "token_id": 5, "at": time.time()}).encode())
+    # then it binds as it did then
+    await eventually(lambda: sock.grants == {5})
+
+
+async def grant_over_nats(hub: Hub, socket_id: str, token_id: int, at: float, channel: str, auth: str) -> None:
     """What the auth endpoint of another worker sends the socket's worker."""
-    assert bus.client is not None
-    await bus.client.publish(socket_grant_subject(hub.worker), json.dumps(
-        {"socket_id": socket_id, "token_id": token_id, "at": at}).encode())
-    await bus.client.flush()
+    assert hub.bus.client is not None
+    await hub.bus.client.publish(socket_grant_subject(hub.worker), json.dumps(
+        {"socket_id": socket_id, "token_id": token_id, "at": at, "channel": channel, "auth": auth}).encode())
+    await hub.bus.client.flush()
+
+
+async def revoke_over_nats(hub: Hub, token_ids: list[int], at: float, reason: str = "signed out") -> None:
+    """What the realtime job publishes when tokens are revoked."""
+    assert hub.bus.client is not None
+    before = len(hub.revocations)
+    await hub.bus.client.publish(SOCKETS_REVOKED_SUBJECT, json.dumps(
+        {"user_id": "u", "token_ids": token_ids, "reason": reason, "at": at}).encode())
+    await hub.bus.client.flush()
+    await eventually(lambda: len(hub.revocations) > before)
 
 
 async def _until_listening(hub: Hub) -> None:

@@ -1,5 +1,6 @@
-"""The real pusher-js client (its node build) against a running edge: public and private
-channels through the auth endpoint, presence members, a client event, server and chat events."""
+"""The real pusher-js client (its node build), and Laravel Echo on it as a Laravel app sets it up
+for Reverb, against a running edge: public and private channels through the auth endpoint,
+presence members, client events (whispers), server and chat events."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pusher
@@ -22,11 +24,42 @@ JS_DIR = Path(__file__).resolve().parent.parent / "realtime_js"
 def node() -> str:
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        pytest.skip("node and npm are not installed; the pusher-js test needs them")
-    if not (JS_DIR / "node_modules" / "pusher-js").is_dir():
+        pytest.skip("node and npm are not installed; the pusher-js and Echo tests need them")
+    if not all((JS_DIR / "node_modules" / package).is_dir() for package in ("pusher-js", "laravel-echo")):
         subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, check=True,
                        capture_output=True, timeout=300)
     return node
+
+
+async def run_js(script: str, node: str, rt_edge: Any, rt_async: Any, *, client: Any, cleaner: Any,
+                 conversation_id: str, public_channel: str, server_channel: str) -> dict[str, Any]:
+    """Run a script of tests/realtime_js for the booking's two parties; once it prints READY,
+    publish `server.hello` on `server_channel` through Pusher's Python SDK and send a chat message
+    over REST; return the JSON line it prints last."""
+    env = {"EDGE_URL": rt_edge.url, "APP_KEY": "spotless-key", "CLIENT_TOKEN": client.token,
+           "CLEANER_TOKEN": cleaner.token, "CLIENT_ID": client.id, "CONVERSATION_ID": conversation_id,
+           "PUBLIC_CHANNEL": public_channel, "PATH": "/usr/bin:/bin"}
+    proc = await asyncio.create_subprocess_exec(node, str(JS_DIR / script), cwd=JS_DIR, env=env,
+                                                stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        ready = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
+        assert ready == "READY", ready + (await proc.stderr.read()).decode()[-2000:]
+        edge = urlsplit(rt_edge.url)
+        sdk = pusher.Pusher(app_id="100001", key="spotless-key", secret="test-realtime-secret",
+                            host=edge.hostname, port=edge.port, ssl=False)
+        await asyncio.to_thread(sdk.trigger, server_channel, "server.hello", {"from": "python"})
+        sent = await rt_async[0].post(f"/api/v1/conversations/{conversation_id}/messages",
+                                      headers=client.auth, json={"client_msg_id": "js-1", "body": "hi"})
+        assert sent.status_code == 201, sent.text
+        result: dict[str, Any] = json.loads((await asyncio.wait_for(proc.stdout.readline(), 30)).decode())
+        assert await asyncio.wait_for(proc.wait(), 10) == 0, result
+        return result
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 async def test_pusher_js_subscribes_authorises_sees_members_and_client_events(
@@ -34,29 +67,10 @@ async def test_pusher_js_subscribes_authorises_sees_members_and_client_events(
     # given a booking's two parties, each running pusher-js
     client, cleaner, conversation_id = await booking()
     public_channel = unique("js-public-")
-    env = {"EDGE_URL": rt_edge.url, "APP_KEY": "spotless-key", "CLIENT_TOKEN": client.token,
-           "CLEANER_TOKEN": cleaner.token, "CLIENT_ID": client.id, "CONVERSATION_ID": conversation_id,
-           "PUBLIC_CHANNEL": public_channel, "PATH": "/usr/bin:/bin"}
-    proc = await asyncio.create_subprocess_exec(node, str(JS_DIR / "drive.js"), cwd=JS_DIR, env=env,
-                                                stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
-    try:
-        # when both are subscribed, the server publishes and the client sends a chat message
-        ready = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
-        assert ready == "READY", ready + (await proc.stderr.read()).decode()[-2000:]
-        edge = urlsplit(rt_edge.url)
-        sdk = pusher.Pusher(app_id="100001", key="spotless-key", secret="test-realtime-secret",
-                            host=edge.hostname, port=edge.port, ssl=False)
-        await asyncio.to_thread(sdk.trigger, public_channel, "server.hello", {"from": "python"})
-        sent = await rt_async[0].post(f"/api/v1/conversations/{conversation_id}/messages",
-                                      headers=client.auth, json={"client_msg_id": "js-1", "body": "hi"})
-        assert sent.status_code == 201, sent.text
-        result = json.loads((await asyncio.wait_for(proc.stdout.readline(), 30)).decode())
-        assert await asyncio.wait_for(proc.wait(), 10) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+    # when both are subscribed, the server publishes and the client sends a chat message
+    result = await run_js("drive.js", node, rt_edge, rt_async, client=client, cleaner=cleaner,
+                          conversation_id=conversation_id, public_channel=public_channel,
+                          server_channel=public_channel)
 
     # then every step worked as pusher-js users expect
     assert result["ok"] is True, result
@@ -68,3 +82,26 @@ async def test_pusher_js_subscribes_authorises_sees_members_and_client_events(
     assert result["echoed"] == 0
     assert result["server_event"] == {"from": "python"}
     assert result["chat_message"]["seq"] == 1 and result["chat_message"]["body"] == "hi"
+
+
+async def test_laravel_echo_as_a_reverb_app_sets_it_up(node, booking, rt_edge, rt_async):
+    # given a booking's two parties, each running Laravel Echo with the "reverb" broadcaster and
+    # their API token as its bearer token
+    client, cleaner, conversation_id = await booking()
+    # when both are on the conversation's presence channel, the client on its private channel,
+    # the server publishes to that private channel and the client sends a chat message
+    result = await run_js("echo.mjs", node, rt_edge, rt_async, client=client, cleaner=cleaner,
+                          conversation_id=conversation_id, public_channel=unique("echo-public-"),
+                          server_channel=f"private-user.{client.id}")
+
+    # then Echo's private channel, here / joining / leaving, whispers and listeners all work
+    assert result["ok"] is True, result
+    assert result["here_alone"] == [{"name": "Cora Client", "role": "client"}]
+    assert result["joining"] == {"name": "Cleo Cleaner", "role": "cleaner"}
+    assert result["cleaner_here"] == ["cleaner", "client"]
+    assert result["whisper"] == {"typing": True}
+    assert result["echoed"] == 0  # a whisper is not sent back to the one who whispered
+    assert result["server_event"] == {"from": "python"}
+    assert result["chat_message"]["seq"] == 1 and result["chat_message"]["body"] == "hi"
+    assert result["leaving"] == {"name": "Cleo Cleaner", "role": "cleaner"}
+    assert all(socket_id.count(".") == 1 for socket_id in result["socket_ids"])

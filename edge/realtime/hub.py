@@ -17,10 +17,12 @@ A worker remembers revocations for `REVOCATION_MEMORY_S`, so a grant that arrive
 revocation it predates (the two travel different ways) still closes its socket.
 
 A grant names the channel and the signature the endpoint returned, and binds the token to the
-socket only once the socket has subscribed with that very signature (whichever of the two the
-worker hears first). Anyone signed in may ask the endpoint to sign any socket id, as Pusher's
-protocol allows; a signature the socket never uses binds nothing, so nobody can get someone
-else's socket closed by signing for its id and then signing out.
+socket only when the socket subscribes with that very signature: the first grant for it heard
+before the subscription, or else the first heard after it; one subscription binds one token.
+Anyone signed in may ask the endpoint to sign any socket id, as Pusher's protocol allows, and
+two parties of a booking get the same signature for one socket on its private channel; so a
+signature the socket never uses binds nothing, and one asked for after the socket's own binds
+nothing either: nobody gets someone else's socket closed by signing for its id and signing out.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class Hub:
         self.by_id: dict[str, Socket] = {}  # socket id -> open connection
         # socket id -> (channel, auth) -> (token id, when): grants the socket has not subscribed with
         self.offers: dict[str, OrderedDict[tuple[str, str], tuple[int, float]]] = {}
+        self.unbound: dict[str, set[tuple[str, str]]] = {}  # socket id -> subscriptions awaiting their grant
         self.revocations: deque[tuple[float, frozenset[int], float, str]] = deque()  # (heard, ids, at, reason)
         self._listening: asyncio.Task[None] | None = None
 
@@ -101,6 +104,7 @@ class Hub:
         if self.by_id.get(connection.socket_id) is connection:
             del self.by_id[connection.socket_id]
             self.offers.pop(connection.socket_id, None)
+            self.unbound.pop(connection.socket_id, None)
 
     def start(self) -> None:
         """Listen for grants to this worker's sockets and for revocations (in the background:
@@ -133,26 +137,35 @@ class Hub:
             {"socket_id": socket_id, "token_id": token_id, "at": at, "channel": channel, "auth": auth}).encode())
 
     def _grant(self, socket_id: str, token_id: int, at: float, channel: str | None, auth: str | None) -> None:
-        """Bind the token to the socket if it subscribed with this signature, else keep the
-        offer until it does. (A grant without a channel, from a worker of an earlier release
-        during a rolling upgrade, binds at once, as those did.)"""
+        """Bind the token to the socket if it subscribed with this signature and no grant has
+        bound that subscription yet; else keep the first offer of it until the socket subscribes
+        with it. (A grant without a channel, from a worker of an earlier release during a
+        rolling upgrade, binds at once, as those did.)"""
         socket = self.by_id.get(socket_id)
         if socket is None:
             return
-        if channel is None or auth is None or socket.signatures.get(channel) == auth:
+        if channel is None or auth is None:
+            self._bind(socket, token_id, at)
+            return
+        unbound = self.unbound.get(socket_id, set())
+        if (channel, auth) in unbound and socket.signatures.get(channel) == auth:
+            unbound.discard((channel, auth))
             self._bind(socket, token_id, at)
             return
         offers = self.offers.setdefault(socket_id, OrderedDict())
-        offers[(channel, auth)] = (token_id, at)
+        offers.setdefault((channel, auth), (token_id, at))
         while len(offers) > OFFERS_PER_SOCKET:
             offers.popitem(last=False)
 
     def subscribed(self, socket: Socket, channel: str, auth: str) -> None:
         """The socket joined a private or presence channel with `auth` (and has recorded it in
-        its `signatures`): the token that signed it, if heard of already, now authorised it."""
+        its `signatures`): the token whose grant of it came first now authorises the socket; if
+        none has come yet, the first to come will."""
         offer = self.offers.get(socket.socket_id, {}).pop((channel, auth), None)
         if offer is not None:
             self._bind(socket, *offer)
+        else:
+            self.unbound.setdefault(socket.socket_id, set()).add((channel, auth))
 
     def _bind(self, socket: Socket, token_id: int, at: float) -> None:
         socket.grants.add(token_id)

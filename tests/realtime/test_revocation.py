@@ -88,23 +88,26 @@ async def test_signing_out_one_device_closes_only_that_devices_socket(sockets, r
 
 
 async def test_signing_out_after_signing_for_someone_elses_socket_leaves_that_socket_open(
-        sockets, rt_api, rt_edges, party, nc, settings):
-    # given a user's socket on their own channel
-    alice, mallory = party("client"), party("client")
-    channel = f"private-user.{alice.id}"
+        sockets, rt_api, rt_edges, booking, nc, settings):
+    # given a client's socket on their own channel and on their booking's channel
+    alice, mallory, booking_id = await booking()
     sock = await sockets(1)
-    await sock.subscribe(channel, auth_for(rt_api, alice, sock.socket_id, channel))
-    # and another user who has the endpoint sign that socket's id for a channel of their own
-    # (Pusher's protocol lets anyone signed in ask for any socket id), on either worker's endpoint
+    for channel in (f"private-user.{alice.id}", f"private-booking.{booking_id}"):
+        await sock.subscribe(channel, auth_for(rt_api, alice, sock.socket_id, channel))
+    # and the booking's other party, who has the endpoint sign that socket's id (Pusher's protocol
+    # lets anyone signed in ask for any socket id) for a channel of their own and for the booking's
+    # channel, whose signature for that socket is the very one the client subscribed with, on
+    # either worker's endpoint
     for edge in rt_edges:
         async with httpx.AsyncClient(base_url=edge.url, timeout=30) as api:
-            signed = await api.post("/api/v1/broadcasting/auth", headers=mallory.auth, data={
-                "socket_id": sock.socket_id, "channel_name": f"private-user.{mallory.id}"})
-        assert signed.status_code == 200, signed.text
-    # when that other user signs out
+            for channel in (f"private-user.{mallory.id}", f"private-booking.{booking_id}"):
+                signed = await api.post("/api/v1/broadcasting/auth", headers=mallory.auth,
+                                        data={"socket_id": sock.socket_id, "channel_name": channel})
+                assert signed.status_code == 200, signed.text
+    # when that other party signs out
     assert rt_api.post("/api/v1/auth/logout", headers=mallory.auth).status_code == 204
     await run_realtime(nc, settings)
-    # then the socket stays open and on its channel
+    # then the socket stays open and on its channels
     await sock.nothing("pusher:error", within=1.0)
     await sock.send("pusher:ping")
     await sock.expect("pusher:pong")
@@ -224,19 +227,37 @@ async def test_a_signature_the_socket_never_used_binds_nothing(hub: Hub):
     assert sock.socket_id not in hub.offers
 
 
-async def test_a_grant_heard_after_the_socket_subscribed_with_it_binds(hub: Hub):
+async def test_a_grant_heard_after_the_socket_subscribed_with_it_binds_and_only_the_first(hub: Hub):
     # given a socket that subscribed with a signature whose grant is still on its way from the
     # worker that signed it
     sock = Recorder(hub.new_socket_id())
     hub.register("100001", sock)
-    sock.subscribe(hub, "presence-conversation.c", "key:sig")
+    sock.subscribe(hub, "private-booking.b", "key:sig")
     assert sock.grants == set()
-    # when the grant arrives
-    await grant_over_nats(hub, sock.socket_id, 11, time.time(), "presence-conversation.c", "key:sig")
-    # then the token is bound, and its revocation closes the socket
+    # when the grant arrives, and then another token's grant of the same signature (the
+    # booking's other party asking for this socket's id)
+    await grant_over_nats(hub, sock.socket_id, 11, time.time(), "private-booking.b", "key:sig")
     await eventually(lambda: sock.grants == {11})
+    await grant_over_nats(hub, sock.socket_id, 12, time.time(), "private-booking.b", "key:sig")
+    await eventually(lambda: ("private-booking.b", "key:sig") in hub.offers.get(sock.socket_id, {}))
+    # then the first is bound and the second is not: revoking the second leaves the socket open
+    assert sock.grants == {11}
+    await revoke_over_nats(hub, [12], time.time())
+    assert sock.revoked == []
     await revoke_over_nats(hub, [11], time.time())
     await eventually(lambda: sock.revoked == ["signed out"])
+
+
+async def test_of_two_grants_heard_before_the_subscription_the_first_binds(hub: Hub):
+    # given a socket whose own user's token (21) and then a stranger's (22) got the same signature
+    sock = Recorder(hub.new_socket_id())
+    hub.register("100001", sock)
+    await hub.grant(sock.socket_id, 21, "private-booking.b", "key:sig")
+    await hub.grant(sock.socket_id, 22, "private-booking.b", "key:sig")
+    # when the socket subscribes with it
+    sock.subscribe(hub, "private-booking.b", "key:sig")
+    # then only the first token is bound
+    assert sock.grants == {21}
 
 
 async def test_a_grant_from_an_earlier_release_binds_at_once(hub: Hub):

@@ -3,15 +3,7 @@
 // "READY" when both users are subscribed, then a JSON result line; exit code 0 on success.
 'use strict';
 const Pusher = require('pusher-js');
-
-const env = process.env;
-const url = new URL(env.EDGE_URL);
-const deadline = setTimeout(() => fail('timed out'), 20000);
-
-function fail(reason) {
-  console.log(JSON.stringify({ ok: false, reason }));
-  process.exit(1);
-}
+const { env, url, finish, run } = require('./run.cjs');
 
 function connect(token) {
   return new Pusher(env.APP_KEY, {
@@ -75,9 +67,7 @@ async function main() {
 
   client.disconnect();
   cleaner.disconnect();
-  clearTimeout(deadline);
-  console.log(JSON.stringify(result));
-  process.exit(0);
+  finish(result);
 }
 
-main().catch((error) => fail(String(error && error.stack || error)));
+run(main);

@@ -4,15 +4,7 @@
 // users are on their channels, then one JSON result line; exit code 0 on success.
 import Pusher from 'pusher-js';
 import Echo from 'laravel-echo';
-
-const env = process.env;
-const url = new URL(env.EDGE_URL);
-const deadline = setTimeout(() => fail('timed out'), 20000);
-
-function fail(reason) {
-  console.log(JSON.stringify({ ok: false, reason }));
-  process.exit(1);
-}
+import { env, url, finish, run } from './run.cjs';
 
 function echo(token) {
   return new Echo({
@@ -83,9 +75,7 @@ async function main() {
 
   client.disconnect();
   cleaner.disconnect();
-  clearTimeout(deadline);
-  console.log(JSON.stringify(result));
-  process.exit(0);
+  finish(result);
 }
 
-main().catch((error) => fail(String(error && error.stack || error)));
+run(main);

@@ -33,7 +33,7 @@ import json
 import logging
 import secrets
 import time
-from collections import OrderedDict, defaultdict, deque
+from collections import defaultdict, deque
 from typing import Any, Protocol
 
 from nats.aio.msg import Msg
@@ -53,10 +53,11 @@ REVOCATION_MEMORY_S = 120.0  # how long a worker holds a revocation for grants t
 # revocation, give or take this much for the clocks of two machines; one made later (the
 # account was reinstated meanwhile) stands.
 GRANT_CLOCK_SLACK_S = 5.0
-# Grants a socket has not used (yet) that a worker keeps per socket, the oldest dropped first:
-# the client subscribes within moments of the signature, and a stranger signing for the socket's
-# id cannot make the worker hold more than this.
-OFFERS_PER_SOCKET = 16
+# Grants a socket has not used (yet) that a worker keeps per socket: as many as a socket may
+# hold subscriptions by default. When full, newer offers are not kept: the socket's own client
+# asks for its signatures as soon as it connects, before anyone else can know its id, so a
+# stranger flooding the id cannot push those out, nor make the worker hold more than this.
+OFFERS_PER_SOCKET = 100
 
 
 class Receiver(Protocol):
@@ -85,7 +86,7 @@ class Hub:
         self.connections: dict[str, set[Any]] = defaultdict(set)  # app id -> open connections
         self.by_id: dict[str, Socket] = {}  # socket id -> open connection
         # socket id -> (channel, auth) -> (token id, when): grants the socket has not subscribed with
-        self.offers: dict[str, OrderedDict[tuple[str, str], tuple[int, float]]] = {}
+        self.offers: dict[str, dict[tuple[str, str], tuple[int, float]]] = {}
         self.unbound: dict[str, set[tuple[str, str]]] = {}  # socket id -> subscriptions awaiting their grant
         self.revocations: deque[tuple[float, frozenset[int], float, str]] = deque()  # (heard, ids, at, reason)
         self._listening: asyncio.Task[None] | None = None
@@ -152,10 +153,9 @@ class Hub:
             unbound.discard((channel, auth))
             self._bind(socket, token_id, at)
             return
-        offers = self.offers.setdefault(socket_id, OrderedDict())
-        offers.setdefault((channel, auth), (token_id, at))
-        while len(offers) > OFFERS_PER_SOCKET:
-            offers.popitem(last=False)
+        offers = self.offers.setdefault(socket_id, {})
+        if len(offers) < OFFERS_PER_SOCKET:
+            offers.setdefault((channel, auth), (token_id, at))
 
     def subscribed(self, socket: Socket, channel: str, auth: str) -> None:
         """The socket joined a private or presence channel with `auth` (and has recorded it in

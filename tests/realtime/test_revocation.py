@@ -203,21 +203,26 @@ async def test_a_grant_heard_after_its_revocation_still_closes_its_socket_unless
 
 
 async def test_a_signature_the_socket_never_used_binds_nothing(hub: Hub):
-    # given a socket that joined its channel with its own user's signature (token 7)
+    # given a socket whose own user's token (7) got it a signature for their channel
     sock = Recorder(hub.new_socket_id())
     hub.register("100001", sock)
     await hub.grant(sock.socket_id, 7, "private-user.alice", "key:alice")
-    sock.subscribe(hub, "private-user.alice", "key:alice")
-    # and a stranger who had the endpoint sign that socket id for their own channel (token 9),
+    # and a stranger who had the endpoint sign that socket id for their own channels (token 9),
     # locally and from another worker, more often than a worker keeps offers for
     await hub.grant(sock.socket_id, 9, "private-user.mallory", "key:mallory")
     for n in range(OFFERS_PER_SOCKET + 5):
         await grant_over_nats(hub, sock.socket_id, 9, time.time(), f"private-user.mallory{n}", f"key:{n}")
-    await eventually(lambda: len(hub.offers[sock.socket_id]) == OFFERS_PER_SOCKET)
-    # when the stranger's token is revoked
+    # (every one of them heard: a grant sent after them, on the same subject, has bound)
+    sock.subscribe(hub, "presence-heard", "key:heard")
+    await grant_over_nats(hub, sock.socket_id, 8, time.time(), "presence-heard", "key:heard")
+    await eventually(lambda: 8 in sock.grants)
+    assert len(hub.offers[sock.socket_id]) == OFFERS_PER_SOCKET
+    # when the socket subscribes with its own signature, and the stranger's token is revoked
+    sock.subscribe(hub, "private-user.alice", "key:alice")
     await revoke_over_nats(hub, [9], time.time())
-    # then the socket stays open: only the token it subscribed with is bound to it
-    assert sock.grants == {7}
+    # then the socket stays open: its own offer was kept, and only the tokens it subscribed with
+    # are bound to it
+    assert sock.grants == {7, 8}
     assert sock.revoked == []
     # and once its own token is revoked, it is closed
     await revoke_over_nats(hub, [7], time.time())

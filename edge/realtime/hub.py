@@ -222,6 +222,9 @@ class Hub:
             local[receiver.socket_id] = receiver
 
     async def leave(self, channel: str, receiver: Receiver) -> None:
+        unbound = self.unbound.get(receiver.socket_id)
+        if unbound:  # a subscription left before its grant came: nothing left to bind
+            unbound -= {entry for entry in unbound if entry[0] == channel}
         async with self.locks[channel]:
             local = self.sockets.get(channel, {})
             local.pop(receiver.socket_id, None)

@@ -227,9 +227,14 @@ async def test_a_signature_the_socket_never_used_binds_nothing(hub: Hub):
     # and once its own token is revoked, it is closed
     await revoke_over_nats(hub, [7], time.time())
     await eventually(lambda: sock.revoked == ["signed out"])
+    # and a subscription left before its grant came awaits nothing more
+    sock.subscribe(hub, "private-user.never", "key:never")
+    assert hub.unbound[sock.socket_id] == {("private-user.never", "key:never")}
+    await hub.leave("private-user.never", sock)
+    assert hub.unbound[sock.socket_id] == set()
     # and a socket that goes away takes its offers with it
     hub.unregister("100001", sock)
-    assert sock.socket_id not in hub.offers
+    assert sock.socket_id not in hub.offers and sock.socket_id not in hub.unbound
 
 
 async def test_a_grant_heard_after_the_socket_subscribed_with_it_binds_and_only_the_first(hub: Hub):

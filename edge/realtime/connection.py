@@ -92,7 +92,7 @@ class Connection:
         self.settings = settings
         self.socket_id = hub.new_socket_id()
         self.grants: set[int] = set()  # the tokens that authorised its channels (Hub.grant)
-        self.signatures: dict[str, str] = {}  # private/presence channel -> the auth it joined with
+        self.awaiting_grant: dict[str, str] = {}  # channel -> auth it joined with, no grant yet (Hub.subscribed)
         self.channels: dict[str, Member | None] = {}
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=SEND_QUEUE_LIMIT)
         self.bucket = TokenBucket(app.client_events_per_s)
@@ -223,7 +223,6 @@ class Connection:
         await self.hub.join(channel, self)
         self.channels[channel] = member
         if kind is not ChannelKind.PUBLIC:
-            self.signatures[channel] = data["auth"]
             self.hub.subscribed(self, channel, data["auth"])
         await self._succeeded(channel, kind)
 
@@ -244,7 +243,7 @@ class Connection:
 
     async def unsubscribe(self, channel: str) -> None:
         member = self.channels.pop(channel, None)
-        self.signatures.pop(channel, None)
+        self.awaiting_grant.pop(channel, None)  # left before its grant came: nothing to bind
         await self.hub.leave(channel, self)
         if member is not None:
             removed = await self.presence.leave(self.app_id, channel, member.user_id, self.socket_id)

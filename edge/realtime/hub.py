@@ -71,7 +71,7 @@ class Socket(Receiver, Protocol):
     """An open connection as the registry sees it: a receiver that can be granted and revoked."""
 
     grants: set[int]  # ids of the tokens that authorised its channels
-    signatures: dict[str, str]  # channel -> the auth it subscribed with (private and presence)
+    awaiting_grant: dict[str, str]  # channel -> the auth it subscribed with, until a grant of it binds
 
     def revoke(self, reason: str) -> None: ...
 
@@ -87,7 +87,6 @@ class Hub:
         self.by_id: dict[str, Socket] = {}  # socket id -> open connection
         # socket id -> (channel, auth) -> (token id, when): grants the socket has not subscribed with
         self.offers: dict[str, dict[tuple[str, str], tuple[int, float]]] = {}
-        self.unbound: dict[str, set[tuple[str, str]]] = {}  # socket id -> subscriptions awaiting their grant
         self.revocations: deque[tuple[float, frozenset[int], float, str]] = deque()  # (heard, ids, at, reason)
         self._listening: asyncio.Task[None] | None = None
 
@@ -105,7 +104,6 @@ class Hub:
         if self.by_id.get(connection.socket_id) is connection:
             del self.by_id[connection.socket_id]
             self.offers.pop(connection.socket_id, None)
-            self.unbound.pop(connection.socket_id, None)
 
     def start(self) -> None:
         """Listen for grants to this worker's sockets and for revocations (in the background:
@@ -148,9 +146,8 @@ class Hub:
         if channel is None or auth is None:
             self._bind(socket, token_id, at)
             return
-        unbound = self.unbound.get(socket_id, set())
-        if (channel, auth) in unbound and socket.signatures.get(channel) == auth:
-            unbound.discard((channel, auth))
+        if socket.awaiting_grant.get(channel) == auth:
+            del socket.awaiting_grant[channel]
             self._bind(socket, token_id, at)
             return
         offers = self.offers.setdefault(socket_id, {})
@@ -158,14 +155,14 @@ class Hub:
             offers.setdefault((channel, auth), (token_id, at))
 
     def subscribed(self, socket: Socket, channel: str, auth: str) -> None:
-        """The socket joined a private or presence channel with `auth` (and has recorded it in
-        its `signatures`): the token whose grant of it came first now authorises the socket; if
-        none has come yet, the first to come will."""
+        """The socket joined a private or presence channel with `auth`: the token whose grant of
+        it came first now authorises the socket; if none has come yet, the first to come will
+        (the socket awaits it until then, or until it leaves the channel)."""
         offer = self.offers.get(socket.socket_id, {}).pop((channel, auth), None)
         if offer is not None:
             self._bind(socket, *offer)
         else:
-            self.unbound.setdefault(socket.socket_id, set()).add((channel, auth))
+            socket.awaiting_grant[channel] = auth
 
     def _bind(self, socket: Socket, token_id: int, at: float) -> None:
         socket.grants.add(token_id)
@@ -222,9 +219,6 @@ class Hub:
             local[receiver.socket_id] = receiver
 
     async def leave(self, channel: str, receiver: Receiver) -> None:
-        unbound = self.unbound.get(receiver.socket_id)
-        if unbound:  # a subscription left before its grant came: nothing left to bind
-            unbound -= {entry for entry in unbound if entry[0] == channel}
         async with self.locks[channel]:
             local = self.sockets.get(channel, {})
             local.pop(receiver.socket_id, None)

@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import time
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict, defaultdict, deque
 from typing import Any
 
 import ray
@@ -108,6 +108,26 @@ def _error(exc: Exception) -> dict[str, Any]:
     return {"error": "not_found"}
 
 
+SLOW_WRITE_MS = 20.0  # a batch statement over this is remembered with its time (`_Writes.slow`)
+
+
+class _Writes:
+    """The batch statements a shard has run: how many, their total time, and the recent slow
+    ones as (unix time it ended, milliseconds, messages), so that a latency tail can be laid
+    beside the moments PostgreSQL held the shard (the chat benchmark does, per row)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self.slow: deque[tuple[float, float, int]] = deque(maxlen=512)
+
+    def add(self, seconds: float, messages: int) -> None:
+        self.count += 1
+        self.seconds += seconds
+        if seconds * 1000 > SLOW_WRITE_MS:
+            self.slow.append((time.time(), seconds * 1000, messages))
+
+
 @ray.remote
 class ConversationShard:
     def __init__(self, settings: Settings, shard: int, shard_count: int, prefix: str | None = None) -> None:
@@ -128,6 +148,7 @@ class ConversationShard:
         self.ready_lock: asyncio.Lock | None = None
         self.calls = 0  # send() calls and the messages they carried: shows the edge's coalescing
         self.items = 0
+        self.writes = _Writes()  # how long the batch statements took: shows what PostgreSQL adds
         self.unwatched: list[tuple[str, int, str]] = []  # (conversation, seq, recipient) sent since the last withdrawal
         self.unwatched_since = 0.0  # when the oldest of them was sent (time.monotonic)
         self.withdrawing: asyncio.Task[None] | None = None  # the task that withdraws their pushes
@@ -242,15 +263,17 @@ class ConversationShard:
 
     async def _write(self, plans: list[_Plan], results: list[dict[str, Any]]) -> list[tuple[str, int, str]]:
         """Write the batch in one statement and answer it; what `_accept` returns."""
+        batch = [(p.conversation.id, p.drafts(), p.conversation.parties) for p in plans]
+        started = time.perf_counter()
         try:
-            written = await chat.append_batch([(p.conversation.id, p.drafts(), p.conversation.parties)
-                                               for p in plans], push_hold_s=self.settings.chat_push_hold_s)
+            written = await chat.append_batch(batch, push_hold_s=self.settings.chat_push_hold_s)
         except IntegrityError:
             # A retry older than the cache, or a second writer (a rebalance): nothing was
             # written; take each conversation on its own, asking PostgreSQL what it holds.
             return [item for plan in plans for item in await self._send_carefully(plan, results)]
         except chat.SendersSuspended as exc:
             return await self._write_without(plans, results, exc.sender_ids)
+        self.writes.add(time.perf_counter() - started, sum(len(drafts) for _, drafts, _ in batch))
         return [item for plan, messages in zip(plans, written, strict=True)
                 for item in await self._accept(plan, messages, results)]
 
@@ -437,8 +460,12 @@ class ConversationShard:
     async def pid(self) -> int:
         return os.getpid()
 
-    async def stats(self) -> dict[str, int]:
-        return {"calls": self.calls, "items": self.items, "conversations": len(self.conversations)}
+    async def stats(self) -> dict[str, Any]:
+        """Calls and messages taken, conversations held, and the batch statements: how many,
+        their total seconds, and the recent ones over `SLOW_WRITE_MS` as [unix time, ms, messages]."""
+        return {"calls": self.calls, "items": self.items, "conversations": len(self.conversations),
+                "writes": self.writes.count, "write_s": self.writes.seconds,
+                "slow_writes": [list(slow) for slow in self.writes.slow]}
 
     # --- rebalancing (actors/rebalance.py) ---
 

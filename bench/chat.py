@@ -13,7 +13,10 @@ sender, over REST or (`--via socket`) over the sender's socket, and measures:
 - lost and duplicated messages, counted by seq: every socket must see 1, 2, 3, ... of its
   conversation exactly once, every acknowledged message must reach the other party, and
   PostgreSQL must hold each conversation's seqs without a gap;
-- memory per connection: the edge process's RSS growth over opening the sockets, per socket.
+- memory per connection: the edge process's RSS growth over opening the sockets, per socket;
+- what PostgreSQL added: the conversation shards' batch statements per row, the ones over 20 ms
+  (a commit waits for the disk, whose flushes stall now and then on some machines), and the e2e
+  p99 of the messages that overlapped none of those.
 
 The sockets are `bench.lean_socket.LeanSocket`s: one asyncio protocol each, frames timed and
 handled as they arrive, so the load generator takes as little as it can of the cores it shares
@@ -50,6 +53,7 @@ import aiohttp
 import psutil
 import ray
 
+from actors.conversations import SLOW_WRITE_MS
 from bench.lean_socket import LeanSocket
 from bench.stack import (
     Conversation,
@@ -92,6 +96,7 @@ class Run:
     acked: dict[tuple[str, str], int] = field(default_factory=dict)  # key -> seq
     ack_ms: list[float] = field(default_factory=list)
     e2e_ms: list[float] = field(default_factory=list)
+    e2e_spans: list[tuple[float, float]] = field(default_factory=list)  # (sent, received), perf_counter s
     delivered: set[tuple[str, str]] = field(default_factory=set)
     failed: int = 0
     first_error: str = ""
@@ -157,6 +162,7 @@ def on_frame(listener: Listener, run_of: list[Run], raw: str, now: float) -> Non
         sent = run.sent.get(key)
         if sent is not None and sent[1] != listener.party:
             run.e2e_ms.append((now - sent[0]) * 1000)
+            run.e2e_spans.append((sent[0], now))
             run.delivered.add(key)
     elif event == "chat.sent":  # a send over this socket, acknowledged
         ack = json.loads(frame["data"])
@@ -236,19 +242,62 @@ async def settle(run: Run, wait_s: float = 20) -> None:
         await asyncio.sleep(0.1)
 
 
-async def shard_calls(settings: Settings) -> tuple[int, int]:
-    """Ray calls the conversation shards took and the messages they carried, so far."""
+@dataclass
+class ShardStats:
+    """What the conversation shards report, summed: Ray calls and the messages they carried, and
+    their batch statements (how many, total seconds, and the slow ones: [unix time it ended,
+    ms, messages])."""
+
+    calls: int = 0
+    items: int = 0
+    writes: int = 0
+    write_s: float = 0.0
+    slow_writes: list[list[float]] = field(default_factory=list)
+
+
+async def shard_stats(settings: Settings) -> ShardStats:
+    """The conversation shards' counters, so far."""
+    total = ShardStats()
     if not ray.is_initialized():
-        return 0, 0
+        return total
     count = settings.conversation_shards
-    stats = []
     for shard in range(count):
         try:
             actor = ray.get_actor(f"conversations-{shard}-of-{count}", namespace=settings.ray_namespace)
-            stats.append(await actor.stats.remote())
+            stats = await actor.stats.remote()
         except ValueError:
-            pass
-    return sum(s["calls"] for s in stats), sum(s["items"] for s in stats)
+            continue
+        total.calls += stats["calls"]
+        total.items += stats["items"]
+        total.writes += stats.get("writes", 0)
+        total.write_s += stats.get("write_s", 0.0)
+        total.slow_writes += stats.get("slow_writes", [])
+    return total
+
+
+def postgres_held(run: Run, before: ShardStats, after: ShardStats) -> str:
+    """One line on what PostgreSQL added to the row: its batch statements, the ones slower than
+    the shard's SLOW_WRITE_MS, and the e2e p99 of the messages whose way overlapped none of those
+    (a message overlaps a statement when it was sent before the statement ended and received
+    after it began): how much of the tail the database's stalls made. The others still include
+    those that queued behind the backlog a stall left."""
+    writes = after.writes - before.writes
+    if not writes:
+        return "no batch statements"
+    seen = {tuple(w) for w in before.slow_writes}
+    clock = time.time() - time.perf_counter()  # the shard's wall clock -> this process's perf_counter
+    slow = sorted((end - clock - ms / 1000, end - clock) for end, ms, _ in
+                  (w for w in after.slow_writes if tuple(w) not in seen))
+    mean = (after.write_s - before.write_s) * 1000 / writes
+    line = f"PostgreSQL: {writes:,} batch statements, mean {mean:.1f} ms; {len(slow)} over {SLOW_WRITE_MS:g} ms"
+    if not slow:
+        return line
+    longest = max(end - start for start, end in slow) * 1000
+    clear = [ms for (sent, received), ms in zip(run.e2e_spans, run.e2e_ms, strict=True)
+             if not any(start <= received and end >= sent for start, end in slow)]
+    overlapped = 1 - len(clear) / max(len(run.e2e_ms), 1)
+    return (f"{line} (longest {longest:.0f} ms), overlapped by {overlapped:.1%} of the messages; "
+            f"e2e p99 of the others {pct(clear, 99):.1f} ms")
 
 
 async def one_size(args: argparse.Namespace, url: str, app: RealtimeApp, conversations: list[Conversation],
@@ -292,16 +341,16 @@ async def one_size(args: argparse.Namespace, url: str, app: RealtimeApp, convers
                                  *[("load", args.rate, args.seconds)] * args.repeat):
         run = Run()
         run_of[0] = run
-        calls_before, items_before = await shard_calls(settings)
+        before = await shard_stats(settings)
         cpu_before = cpu_seconds(edge_pid)
         senders = {(lst.conversation.id, lst.party): lst for lst in listeners} if args.via == "socket" else None
         window = await drive(url, conversations, run, rate=rate, seconds=seconds, offset=offset, senders=senders)
         offset += int(rate * seconds) + 1
         await settle(run)
-        calls_after, items_after = await shard_calls(settings)
+        after = await shard_stats(settings)
         cpu = {k: (v - cpu_before[k]) * 1000 / max(len(run.acked), 1) for k, v in cpu_seconds(edge_pid).items()}
         lost = len(set(run.acked) - run.delivered)
-        per_call = (items_after - items_before) / max(calls_after - calls_before, 1)
+        per_call = (after.items - before.items) / max(after.calls - before.calls, 1)
         print(f"{label:>9} {rate:>8.0f} {len(run.sent):>7} {len(run.acked) / window:>8.0f} "
               f"{pct(run.e2e_ms, 50):>8.1f} {pct(run.e2e_ms, 99):>7.1f} {pct(run.e2e_ms, 99.9):>7.1f} "
               f"{pct(run.ack_ms, 50):>8.1f} {pct(run.ack_ms, 99):>8.1f} {per_call:>9.1f} {lost:>5} "
@@ -311,6 +360,7 @@ async def one_size(args: argparse.Namespace, url: str, app: RealtimeApp, convers
             load_p99s.append(pct(run.e2e_ms, 99))
         print(f"{'':>9} CPU ms per acknowledged message: edge {cpu['edge']:.2f}, conversation shards "
               f"{cpu['shards']:.2f}, this client {cpu['bench']:.2f}")
+        print(f"{'':>9} {postgres_held(run, before, after)}")
         if run.first_error:
             print(f"          first failure: {run.first_error}")
         closed = Counter(lst.closed_code for lst in listeners if lst.closed_code is not None)

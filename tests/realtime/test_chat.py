@@ -217,6 +217,9 @@ async def test_concurrent_sends_to_one_shard_are_coalesced_into_fewer_ray_calls(
     assert sorted(r.json()["data"]["seq"] for r in responses) == list(range(2, 32))
     assert after["items"] - before["items"] == 30
     assert after["calls"] - before["calls"] < 30
+    # and each call wrote its batch in one statement, timed for the shard's stats
+    assert after["writes"] - before["writes"] == after["calls"] - before["calls"]
+    assert after["write_s"] > before["write_s"]
 
 
 async def test_conversations_are_listed_a_page_at_a_time_most_recent_first(booking, rt_async):

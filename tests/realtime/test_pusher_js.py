@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 import pusher
 import pytest
 
-from tests.realtime.conftest import unique
+from tests.realtime.conftest import APPS, unique
+from tests.realtime.test_channel_queries import join
 
 JS_DIR = Path(__file__).resolve().parent.parent / "realtime_js"
 
@@ -25,7 +26,7 @@ def node() -> str:
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         pytest.skip("node and npm are not installed; the pusher-js and Echo tests need them")
-    if not all((JS_DIR / "node_modules" / package).is_dir() for package in ("pusher-js", "laravel-echo")):
+    if not all((JS_DIR / "node_modules" / package).is_dir() for package in ("pusher-js", "laravel-echo", "pusher")):
         subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, check=True,
                        capture_output=True, timeout=300)
     return node
@@ -105,3 +106,41 @@ async def test_laravel_echo_as_a_reverb_app_sets_it_up(node, booking, rt_edge, r
     assert result["chat_message"]["seq"] == 1 and result["chat_message"]["body"] == "hi"
     assert result["leaving"] == {"name": "Cleo Cleaner", "role": "cleaner"}
     assert all(socket_id.count(".") == 1 for socket_id in result["socket_ids"])
+
+
+async def test_pushers_node_server_sdk_publishes_and_queries_as_against_pusher(node, sockets, rt_edges):
+    # given a public channel with a subscriber on each edge worker, and a presence channel with one member
+    tag = unique("node-sdk-")
+    channel, room = f"{tag}.orders", f"presence-{tag}.room"
+    here, there = await sockets(0), await sockets(1)
+    await here.subscribe(channel)
+    await there.subscribe(channel)
+    await join(await sockets(1), room, "ada")
+    # when a Node.js app server uses Pusher's own server SDK (npm `pusher`) against worker 0,
+    # excluding `here` from one event
+    env = {"EDGE_URL": rt_edges[0].url, "APP_ID": APPS[0]["id"], "APP_KEY": APPS[0]["key"],
+           "APP_SECRET": APPS[0]["secret"], "CHANNEL": channel, "PRESENCE_PREFIX": f"presence-{tag}",
+           "PRESENCE_CHANNEL": room, "EXCLUDED_SOCKET_ID": here.socket_id, "PATH": "/usr/bin:/bin"}
+    proc = await asyncio.create_subprocess_exec(node, str(JS_DIR / "server_sdk.cjs"), cwd=JS_DIR, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, out.decode() + err.decode()[-2000:]
+    result = json.loads(out.decode().strip().splitlines()[-1])
+
+    # then every call is answered as Pusher answers it
+    assert result["trigger"] == {"status": 200, "body": {}}
+    assert result["excluded"] == {"status": 200, "body": {}}
+    assert result["batch"] == {"status": 200, "body": {"batch": [{}, {}]}}  # one answer per event, none asked
+    assert result["info"] == {"status": 200, "body": {"channels": {channel: {"subscription_count": 2}}}}
+    assert result["channels"] == {"status": 200, "body": {"channels": {room: {"user_count": 1}}}}
+    assert result["channel"] == {"status": 200, "body": {"occupied": True, "subscription_count": 2}}
+    assert result["users"] == {"status": 200, "body": {"users": [{"id": "ada"}]}}
+    # and a request signed with another secret is refused with a problem saying why
+    assert result["forged"]["status"] == 401 and result["forged"]["body"]["code"] == "bad_signature"
+    # and the subscribers got the events in order, with the SDK's data as clients decode it,
+    # the excluded socket all but the one it was excluded from
+    for sock, events in ((there, ["node.hello", "node.not-for-you", "node.first", "node.second", "node.counted"]),
+                         (here, ["node.hello", "node.first", "node.second", "node.counted"])):
+        got = [await sock.expect(event, channel) for event in events]
+        assert [frame["data"] for frame in got[:2]] == [{"from": "node"}, {"n": 0} if sock is there else {"n": 1}]
+    await here.nothing("node.not-for-you", within=0.5)

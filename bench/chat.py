@@ -293,9 +293,9 @@ def postgres_held(run: Run, before: ShardStats, after: ShardStats) -> str:
     if not slow:
         return line
     longest = max(end - start for start, end in slow) * 1000
-    clear = [ms for (sent, received), ms in zip(run.e2e_spans, run.e2e_ms, strict=True)
+    clear = [(received - sent) * 1000 for sent, received in run.e2e_spans
              if not any(start <= received and end >= sent for start, end in slow)]
-    overlapped = 1 - len(clear) / max(len(run.e2e_ms), 1)
+    overlapped = 1 - len(clear) / max(len(run.e2e_spans), 1)
     return (f"{line} (longest {longest:.0f} ms), overlapped by {overlapped:.1%} of the messages; "
             f"e2e p99 of the others {pct(clear, 99):.1f} ms")
 

@@ -15,7 +15,9 @@ import pytest
 from nats.aio.client import Client
 
 from core.events import SOCKETS_REVOKED_SUBJECT, socket_grant_subject
+from core.realtime import parse_apps
 from core.settings import Settings
+from edge.realtime.connection import Connection
 from edge.realtime.hub import OFFERS_PER_SOCKET, Hub
 from storage.bus import Bus
 from tests.conftest import STRONG_PASSWORD
@@ -156,10 +158,6 @@ class Recorder:
         """What Connection.subscribe does once the signature checks out."""
         hub.subscribed(self, channel, auth)
 
-    def unsubscribe(self, channel: str) -> None:
-        """What Connection.unsubscribe does to the socket's own state."""
-        self.awaiting_grant.pop(channel, None)
-
     def deliver(self, text: str, frame: bytes | None = None) -> None:
         pass
 
@@ -232,14 +230,26 @@ async def test_a_signature_the_socket_never_used_binds_nothing(hub: Hub):
     # and once its own token is revoked, it is closed
     await revoke_over_nats(hub, [-7], time.time())
     await eventually(lambda: sock.revoked == ["signed out"])
-    # and a subscription left before its grant came awaits nothing more
-    sock.subscribe(hub, "private-user.never", "key:never")
-    assert sock.awaiting_grant == {"private-user.never": "key:never"}
-    sock.unsubscribe("private-user.never")
-    assert sock.awaiting_grant == {}
     # and a socket that goes away takes its offers with it
     hub.unregister("100001", sock)
     assert sock.socket_id not in hub.offers
+
+
+async def test_a_subscription_left_before_its_grant_came_awaits_nothing_and_binds_nothing(hub: Hub, settings):
+    # given a real connection (its socket unused: nothing here writes to it) that subscribed to
+    # a private channel whose grant has not come yet
+    connection = Connection(object(), parse_apps(settings.realtime_apps)[0], hub, presence=None,  # type: ignore[arg-type]
+                            settings=settings)
+    hub.register(connection.app_id, connection)
+    hub.subscribed(connection, "private-user.never", "key:never")
+    assert connection.awaiting_grant == {"private-user.never": "key:never"}
+    # when it leaves the channel, and the grant comes after
+    await connection.unsubscribe("private-user.never")
+    await hub.grant(connection.socket_id, -11, "private-user.never", "key:never")
+    # then it awaits nothing, and the late grant bound nothing to it
+    assert connection.awaiting_grant == {}
+    assert connection.grants == set()
+    hub.unregister(connection.app_id, connection)
 
 
 async def test_a_grant_heard_after_the_socket_subscribed_with_it_binds_and_only_the_first(hub: Hub):

@@ -52,6 +52,11 @@ def figures(name: str, ms: list[float]) -> str:
             f"{slow} over {SLOW_MS:g} ms")
 
 
+def until_due(started: float, n: int, interval: float) -> float:
+    """Seconds until the n-th operation of a steady pace begun at `started` is due (0 if late)."""
+    return max(0.0, started + n * interval - time.perf_counter())
+
+
 def disk_loop(directory: Path, *, interval: float, seconds: float) -> list[float]:
     """Write 8 KiB at the next offset and fdatasync, every `interval` s: each one's milliseconds."""
     block = os.urandom(8192)
@@ -60,9 +65,7 @@ def disk_loop(directory: Path, *, interval: float, seconds: float) -> list[float
         fd = file.fileno()
         started = time.perf_counter()
         for n in range(int(seconds / interval)):
-            delay = started + n * interval - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
+            time.sleep(until_due(started, n, interval))
             t0 = time.perf_counter()
             os.pwrite(fd, block, (n * len(block)) % (64 << 20))
             os.fdatasync(fd)
@@ -117,9 +120,7 @@ async def statement_loop(database_url: str, *, batch: int, interval: float, seco
         slow_offsets: list[int] = []
         started = time.perf_counter()
         for n in range(int(seconds / interval)):
-            delay = started + n * interval - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            await asyncio.sleep(until_due(started, n, interval))
             ms = await one(50 + n)
             times.append(ms)
             if ms > SLOW_MS:

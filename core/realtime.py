@@ -1,15 +1,17 @@
 """Realtime configuration and routing rules: the Pusher apps and which shard owns a key. Pure.
 
 Apps come from one JSON setting (`SPOTLESS_REALTIME_APPS`), a list of objects with `id`, `key`,
-`secret` and optional limits. The first app is the platform's own: the one that chat events and
-the channel-auth endpoint use unless a request names another.
+`secret`, optional limits and optional `allowed_origins`. The first app is the platform's own:
+the one that chat events and the channel-auth endpoint use unless a request names another.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any
+from urllib.parse import urlsplit
 
 from core.sharding import shard_of_cleaner
 
@@ -23,6 +25,32 @@ class RealtimeApp:
     max_connections: int = 10_000  # per edge worker process
     max_subscriptions_per_socket: int = 100
     client_events_per_s: int = 10
+    # Which web pages may open sockets, as Laravel Reverb's `allowed_origins`: host patterns
+    # ("app.example.com", "*.example.com") or whole origins ("https://app.example.com:8443");
+    # "*" allows every page. See `origin_allowed`.
+    allowed_origins: tuple[str, ...] = ("*",)
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        """Whether a socket whose handshake carried this `Origin` header may connect.
+
+        A browser always sends the page's origin on a WebSocket handshake, so the list keeps other
+        web pages off the app's key. A handshake without the header is a native app or a server
+        (the cleaner and client apps, Pusher's server tools), which could claim any origin
+        anyway: it is allowed. `null` (a sandboxed frame, a file) matches only "*"."""
+        if "*" in self.allowed_origins or origin is None:
+            return True
+        origin = origin.strip().lower()
+        try:
+            host = urlsplit(origin).hostname if "://" in origin else None
+        except ValueError:
+            return False
+        for pattern in self.allowed_origins:
+            if "://" in pattern:
+                if fnmatchcase(origin, pattern):
+                    return True
+            elif host and fnmatchcase(host, pattern):
+                return True
+        return False
 
 
 def parse_apps(raw: str) -> tuple[RealtimeApp, ...]:
@@ -41,6 +69,8 @@ def parse_apps(raw: str) -> tuple[RealtimeApp, ...]:
             raise ValueError("each realtime app needs non-empty string id, key and secret")
         if not item["id"].isascii() or not item["id"].isdigit():
             raise ValueError("realtime app ids are numeric strings, as Pusher's SDKs require")
+        if "allowed_origins" in item:
+            item = {**item, "allowed_origins": _origin_patterns(item["id"], item["allowed_origins"])}
         try:
             apps.append(RealtimeApp(**item))
         except TypeError as exc:
@@ -48,6 +78,20 @@ def parse_apps(raw: str) -> tuple[RealtimeApp, ...]:
     if len({a.id for a in apps}) != len(apps) or len({a.key for a in apps}) != len(apps):
         raise ValueError("realtime app ids and keys must be unique")
     return tuple(apps)
+
+
+def _origin_patterns(app_id: str, patterns: Any) -> tuple[str, ...]:
+    """`allowed_origins` as given, lower-cased; ValueError unless a non-empty list of patterns."""
+    if not isinstance(patterns, list) or not patterns or not all(
+            isinstance(p, str) and p.strip() and p == p.strip() and not any(c.isspace() for c in p)
+            for p in patterns):
+        raise ValueError(f"realtime app {app_id!r}: allowed_origins must be a non-empty list of host "
+                         'patterns or origins without spaces, such as ["app.example.com", "*.example.com"]')
+    for pattern in patterns:
+        if "://" in pattern and urlsplit(pattern).path not in ("", "/"):
+            raise ValueError(f"realtime app {app_id!r}: allowed origin {pattern!r} has a path; an origin is "
+                             "scheme://host[:port]")
+    return tuple(p.lower().rstrip("/") for p in patterns)
 
 
 def shard_of_conversation(conversation_id: str, shard_count: int) -> int:

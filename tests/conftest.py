@@ -40,6 +40,8 @@ REALTIME_APPS = [
      "max_message_bytes": 2000, "max_subscriptions_per_socket": 6, "client_events_per_s": 5},
     {"id": "100002", "key": "other-key", "secret": "other-secret"},
     {"id": "100003", "key": "tiny-key", "secret": "tiny-secret", "max_connections": 1},
+    {"id": "100004", "key": "web-key", "secret": "web-secret",
+     "allowed_origins": ["app.spotless.example", "*.staff.spotless.example", "http://localhost:5173"]},
 ]
 TEST_ENV = {
     "SPOTLESS_PASSWORD_HASH_TIME_COST": "1",

@@ -42,6 +42,13 @@ class Unauthorized(PusherError):
     message = "Connection is unauthorized"
 
 
+class OriginNotAllowed(Unauthorized):
+    """The page that opened the socket is not among the app's `allowed_origins` (Reverb's answer)."""
+
+    message = "Origin not allowed"
+    close = True
+
+
 class Revoked(Unauthorized):
     """The token that authorised the socket's channels no longer works; the client must not
     reconnect with it."""

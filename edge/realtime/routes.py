@@ -17,7 +17,13 @@ from edge.chat import router_of
 from edge.realtime import auth, channels_api, events_api
 from edge.realtime.census import Census
 from edge.realtime.connection import Connection, report, watch_activity
-from edge.realtime.errors import OverConnectionCapacity, PusherError, Unavailable, UnknownApp
+from edge.realtime.errors import (
+    OriginNotAllowed,
+    OverConnectionCapacity,
+    PusherError,
+    Unavailable,
+    UnknownApp,
+)
 from edge.realtime.hub import Hub
 from edge.realtime.presence import PresenceRegistry
 from edge.realtime.protocol import check_protocol
@@ -57,6 +63,8 @@ async def socket(request: Request, ws: WebsocketImplProtocol, key: str) -> None:
     try:
         check_protocol(request.args.get("protocol"))
         app = state.app_by_key(key)
+        if not app.origin_allowed(request.headers.get("origin")):
+            raise OriginNotAllowed()
         if len(state.hub.connections[app.id]) >= app.max_connections:
             raise OverConnectionCapacity()
         if not state.hub.bus.connected:

@@ -78,6 +78,27 @@ async def test_an_app_over_its_connection_limit_refuses_with_4100(sockets, rt_ed
     assert error["data"]["code"] == 4100 and closed.value.rcvd.code == 4100
 
 
+async def test_a_page_outside_the_apps_allowed_origins_is_refused_with_4009(rt_edge):
+    # given the "web" app allows app.spotless.example, *.staff.spotless.example and a dev server
+    url = socket_url(rt_edge, "web-key")
+    # when a browser on another site opens a socket with its key
+    async with connect(url, origin="https://evil.example") as ws:
+        error = json.loads(await ws.recv())
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+    # then it hears why and is closed with 4009, a code pusher-js does not retry
+    assert error == {"event": "pusher:error", "data": {"code": 4009, "message": "Origin not allowed"}}
+    assert closed.value.rcvd.code == 4009
+    # and pages on the allowed origins, and apps that send no Origin, are welcome
+    for origin in ("https://app.spotless.example", "https://ops.staff.spotless.example", "http://localhost:5173",
+                   None):
+        async with connect(url, origin=origin) as ws:
+            assert json.loads(await ws.recv())["event"] == "pusher:connection_established", origin
+    # but not the dev server's host on another port
+    async with connect(url, origin="http://localhost:8080") as ws:
+        assert json.loads(await ws.recv())["data"]["code"] == 4009
+
+
 @pytest.mark.parametrize(("raw", "code"), [
     ("not json", 4200),
     ("[1, 2]", 4200),

@@ -69,9 +69,44 @@ def test_apps_setting_is_validated():
     assert apps == (RealtimeApp("1", "k", "s", client_events_per_s=3),)
     for bad in ("nope", "[]", '[{"id": "x", "key": "k", "secret": "s"}]', '[{"id": "1", "key": "k"}]',
                 '[{"id": "1", "key": "k", "secret": "s", "surprise": 1}]',
-                '[{"id": "1", "key": "k", "secret": "s"}, {"id": "1", "key": "j", "secret": "s"}]'):
+                '[{"id": "1", "key": "k", "secret": "s"}, {"id": "1", "key": "j", "secret": "s"}]',
+                '[{"id": "1", "key": "k", "secret": "s", "allowed_origins": "example.com"}]',
+                '[{"id": "1", "key": "k", "secret": "s", "allowed_origins": []}]',
+                '[{"id": "1", "key": "k", "secret": "s", "allowed_origins": [""]}]',
+                '[{"id": "1", "key": "k", "secret": "s", "allowed_origins": ["a.com b.com"]}]',
+                '[{"id": "1", "key": "k", "secret": "s", "allowed_origins": [7]}]',
+                '[{"id": "1", "key": "k", "secret": "s", "allowed_origins": ["https://a.com/app"]}]'):
         with pytest.raises(ValueError):
             parse_apps(bad)
+
+
+@pytest.mark.parametrize(("patterns", "origin", "allowed"), [
+    # Laravel Reverb's own cases (tests/Unit/Protocols/Pusher/ServerTest.php)
+    (["laravel.com"], "http://localhost", False),
+    (["laravel.com"], "http://sub.laravel.com", False),
+    (["*.laravel.com"], "http://laravel.com", False),
+    (["localhost"], "http://localhost", True),
+    (["localhost", "*.localhost"], "http://sub.localhost", True),
+    # hosts match whatever the scheme and port; case does not matter
+    (["app.example.com"], "https://App.Example.com:8443", True),
+    (["app.example.com"], "https://app.example.com.evil.net", False),
+    (["*.example.com"], "https://evil-example.com", False),
+    # a whole origin matches only that scheme, host and port
+    (["https://app.example.com"], "https://app.example.com", True),
+    (["https://app.example.com"], "http://app.example.com", False),
+    (["https://app.example.com"], "https://app.example.com:8443", False),
+    (["http://localhost:5173/"], "http://localhost:5173", True),
+    # "*" allows every page; no header is not a browser; "null" and junk are refused
+    (["*"], "null", True),
+    (["example.com"], None, True),
+    (["example.com"], "null", False),
+    (["example.com"], "", False),
+    (["example.com"], "http://[::1", False),
+])
+def test_an_apps_allowed_origins_decide_which_pages_may_connect(patterns, origin, allowed):
+    app = parse_apps(json.dumps([{"id": "1", "key": "k", "secret": "s", "allowed_origins": patterns}]))[0]
+    assert app.origin_allowed(origin) is allowed
+    assert RealtimeApp("1", "k", "s").origin_allowed(origin)  # the default allows every page
 
 
 def test_signatures_match_pushers_definition():

@@ -32,6 +32,8 @@ from tests.stack import (
     start_postgres,
 )
 
+CHROMIUM = Path("/usr/bin/chromium")  # the Makefile's CHROMIUM
+
 # Settings every process of the test session shares (the edge subprocess inherits them).
 # The Pusher apps of every edge in the session (the first is the platform's own, which shard
 # actors publish chat and presence as); the realtime tests exercise their limits.
@@ -77,6 +79,15 @@ def tmp_root() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="spotless-tests-"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> Path:
+    """Debian's Chromium, which the browser tests drive through Playwright (it never downloads one)."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium "
+                    "(or run `apt-get install -y chromium` as root)")
+    return CHROMIUM
 
 
 @pytest.fixture(scope="session")

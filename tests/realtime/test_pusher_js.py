@@ -1,6 +1,7 @@
 """The real pusher-js client (its node build), and Laravel Echo on it as a Laravel app sets it up
 for Reverb, against a running edge: public and private channels through the auth endpoint,
-presence members, client events (whispers), server and chat events."""
+presence members, client events (whispers), server and chat events; its browser build in Chromium
+against an app's allowed origins; Pusher's Node.js server SDK."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 
 import pusher
 import pytest
+from playwright.async_api import async_playwright
 
 from tests.realtime.conftest import APPS, unique
 from tests.realtime.test_channel_queries import join
@@ -154,3 +156,57 @@ async def events_on(sock: Any, channel: str, count: int) -> list[tuple[str, Any]
         if frame.get("channel") == channel:
             got.append((frame["event"], frame["data"]))
     return got
+
+
+async def test_pusher_js_in_a_browser_connects_from_an_allowed_page_only(node, chromium_path, rt_edge):
+    # given pusher-js's browser build on pages served as two sites (Playwright answers for their
+    # hosts; the socket itself goes to the real edge), and the "web" app that allows
+    # app.spotless.example but not evil.example
+    edge = urlsplit(rt_edge.url)
+    script = (JS_DIR / "node_modules" / "pusher-js" / "dist" / "web" / "pusher.min.js").read_text()
+    page_html = f"""<!doctype html><script src="/pusher.min.js"></script><script>
+      window.seen = {{states: [], errors: []}};
+      const pusher = new Pusher("web-key", {{wsHost: "{edge.hostname}", wsPort: {edge.port}, forceTLS: false,
+                                             enabledTransports: ["ws"], cluster: "local"}});
+      pusher.connection.bind("state_change", s => window.seen.states.push(s.current));
+      pusher.connection.bind("error", e => window.seen.errors.push((e.error && e.error.data) || e.data || e.type));
+      pusher.connection.bind("connected", () => {{ window.seen.socket_id = pusher.connection.socket_id; }});
+    </script>"""
+    # The pages stand for public sites while the edge listens on loopback, which Chromium's Local
+    # Network Access checks would block before any handshake; in production the edge is public.
+    playwright = await async_playwright().start()
+    browser = await playwright.chromium.launch(executable_path=str(chromium_path), headless=True,
+                                               args=["--disable-features=LocalNetworkAccessChecks"])
+    try:
+        context = await browser.new_context()
+
+        async def serve(route: Any) -> None:
+            if route.request.url.endswith("/pusher.min.js"):
+                await route.fulfill(body=script, content_type="application/javascript")
+            else:
+                await route.fulfill(body=page_html, content_type="text/html")
+
+        await context.route("http://app.spotless.example/**", serve)
+        await context.route("http://evil.example/**", serve)
+        seen: dict[str, Any] = {}
+        for site in ("app.spotless.example", "evil.example"):
+            page = await context.new_page()
+            sockets: list[Any] = []
+            page.on("websocket", lambda socket, sockets=sockets: sockets.append(socket))
+            # when a browser opens the site's page
+            await page.goto(f"http://{site}/")
+            await page.wait_for_function("window.seen.socket_id || window.seen.errors.length", timeout=15_000)
+            await asyncio.sleep(3)  # long enough for pusher-js to have retried, had it been told to
+            seen[site] = {**await page.evaluate("window.seen"), "sockets": len(sockets)}
+            await page.close()
+    finally:
+        await browser.close()
+        await playwright.stop()
+
+    # then the allowed page is connected, with a Pusher socket id
+    assert seen["app.spotless.example"]["states"][-1] == "connected", seen
+    assert seen["app.spotless.example"]["socket_id"].count(".") == 1
+    # and the other site's page heard 4009 "Origin not allowed" and did not retry: one socket, not connected
+    evil = seen["evil.example"]
+    assert {"code": 4009, "message": "Origin not allowed"} in evil["errors"], evil
+    assert "connected" not in evil["states"] and evil["sockets"] == 1, evil

@@ -18,7 +18,6 @@ from playwright.async_api import Browser, Page, async_playwright
 from tests.admin.conftest import AdminProcess, Person, start_admin
 from tests.fakes.stripe import API_KEY, StripeFake
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 TIMEOUT_MS = 30_000
 
@@ -29,14 +28,6 @@ def browser_admin(services: dict[str, str], tmp_root: Path, stripe_fake: StripeF
                            "SPOTLESS_STRIPE_API_BASE": stripe_fake.url}, tmp_root)
     yield process
     process.stop()
-
-
-@pytest.fixture(scope="session")
-def chromium_path() -> Path:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium "
-                    "(or run `apt-get install -y chromium` as root)")
-    return CHROMIUM
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -48,6 +48,15 @@ class BookingParties:
     cleaner_id: str
 
 
+CACHE_PREFIXES = ("cache-", "private-cache-", "presence-cache-")
+
+
+def is_cache_channel(name: str) -> bool:
+    """A cache channel (Pusher's, as Reverb has them): its last event goes to each new subscriber,
+    or `pusher:cache_miss` when there is none. Its kind is that of the rest of its name."""
+    return name.startswith(CACHE_PREFIXES)
+
+
 def channel_kind(name: str) -> ChannelKind:
     """The kind of a channel; raise Invalid when the name is not an acceptable channel name."""
     if not isinstance(name, str) or not name or len(name) > MAX_CHANNEL_NAME_LENGTH or not _NAME.match(name):

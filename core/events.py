@@ -229,6 +229,19 @@ def dead_letter_stream(prefix: str) -> str:
     return f"{prefix}_dead".upper().replace(".", "_")
 
 
+# The last event of every cache channel (Pusher's `cache-` channels): a JetStream stream keeping
+# one message per subject, one subject per app and channel (channel names are subject tokens).
+REALTIME_CACHE_SUBJECT_PREFIX = "rtcache"
+
+
+def realtime_cache_stream(prefix: str) -> str:
+    return f"{prefix}_realtime_cache".upper().replace(".", "_")
+
+
+def realtime_cache_subject(app_id: str, channel: str, *, prefix: str) -> str:
+    return f"{prefix}.{REALTIME_CACHE_SUBJECT_PREFIX}.{app_id}.{channel}"
+
+
 def consumer_name(prefix: str, kind: str, event_type: str) -> str:
     """The durable pull consumer of one worker kind (`email`, `push`, ...) for one event type.
 

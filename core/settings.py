@@ -156,6 +156,7 @@ class Settings(BaseSettings):
     # A channel query waits this long for every live edge worker's counts, then answers without
     # the workers that have not answered (edge/realtime/census.py).
     realtime_channel_query_timeout_s: float = 1.0
+    realtime_cache_ttl_s: int = 1800  # a cache channel's last event is sent to new subscribers this long (Pusher's 30 min)
     conversation_shards: int = 4
     conversation_shard_prefix: str = "conversations"
     presence_channel_shards: int = 2  # who is on each presence channel; seeds the layout as the counts above do

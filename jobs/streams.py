@@ -15,7 +15,6 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError
 
 from core.events import (
     DEAD_SUBJECT_PREFIX,
@@ -26,25 +25,19 @@ from core.events import (
     jobs_stream,
 )
 from core.settings import Settings
-
-
-async def _add_or_update_stream(js: JetStreamContext, config: StreamConfig) -> None:
-    try:
-        await js.add_stream(config)
-    except BadRequestError:  # exists with another config: bring it to this one
-        await js.update_stream(config)
+from storage.bus import add_or_update_stream
 
 
 async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
     """The jobs stream (every outbox event) and the dead-letter stream."""
     prefix = settings.jetstream_prefix
-    await _add_or_update_stream(js, StreamConfig(
+    await add_or_update_stream(js, StreamConfig(
         name=jobs_stream(prefix), subjects=[f"{prefix}.{JOBS_SUBJECT_PREFIX}.>"],
         retention=RetentionPolicy.LIMITS, storage=StorageType.FILE,
         max_age=float(settings.jobs_stream_max_age_s),
         duplicate_window=float(settings.jobs_duplicate_window_s),
     ))
-    await _add_or_update_stream(js, StreamConfig(
+    await add_or_update_stream(js, StreamConfig(
         name=dead_letter_stream(prefix), subjects=[f"{prefix}.{DEAD_SUBJECT_PREFIX}.>"],
         retention=RetentionPolicy.LIMITS, storage=StorageType.FILE,
         max_age=float(settings.jobs_stream_max_age_s) * 4,

@@ -9,6 +9,9 @@ import logging
 
 import nats
 from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import StreamConfig
+from nats.js.errors import BadRequestError
 
 log = logging.getLogger("spotless.bus")
 
@@ -57,3 +60,12 @@ class Bus:
         if self.client is not None and not self.client.is_closed:
             with contextlib.suppress(Exception):
                 await self.client.drain()
+
+
+async def add_or_update_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create a JetStream stream, or bring an existing one to this config; idempotent, so every
+    process that uses a stream may call it at start, concurrently."""
+    try:
+        await js.add_stream(config)
+    except BadRequestError:  # exists with another config
+        await js.update_stream(config)

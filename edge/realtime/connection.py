@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from core.channels import ChannelKind, channel_kind
+from core.channels import ChannelKind, channel_kind, is_cache_channel
 from core.errors import Invalid
 from core.realtime import RealtimeApp
 from core.settings import Settings
@@ -230,16 +230,25 @@ class Connection:
         member = self.channels[channel]
         if kind is not ChannelKind.PRESENCE or member is None:
             self.deliver(encode("pusher_internal:subscription_succeeded", {}, channel=channel))
+            await self._send_cached(channel)
             return
         added, members = await self.presence.join(self.app_id, channel, member.user_id,
                                                   member.user_info, self.socket_id)
         self.deliver(encode("pusher_internal:subscription_succeeded", presence_data(members),
                             channel=channel))
+        await self._send_cached(channel)
         if added:
             await self.hub.publish(app_id=self.app_id, channel=channel,
                                    event="pusher_internal:member_added",
                                    data={"user_id": member.user_id, "user_info": member.user_info},
                                    exclude_socket_id=self.socket_id)
+
+    async def _send_cached(self, channel: str) -> None:
+        """On a cache channel, right after subscription_succeeded: its last event, or
+        `pusher:cache_miss` when there is none (Pusher's and Reverb's frames)."""
+        if is_cache_channel(channel):
+            cached = await self.hub.cached(self.app_id, channel)
+            self.deliver(cached if cached is not None else encode("pusher:cache_miss", None, channel=channel))
 
     async def unsubscribe(self, channel: str) -> None:
         member = self.channels.pop(channel, None)

@@ -4,6 +4,8 @@ The worker subscribes to `rt.<channel>` only while at least one of its own socke
 channel (subscribe on the first, unsubscribe after the last) and forwards each message to those
 sockets, skipping the socket that sent it. Publishing goes through NATS even for local
 receivers, so every worker, this one included, delivers the same way and in the same order.
+An event on a cache channel is stored first (storage/realtime_cache.py), so that a socket that
+subscribes later, on any worker, gets it as its first event (`cached`).
 For channel queries (edge/realtime/census.py) it counts its sockets per channel from that
 registry when asked; nothing is counted per message.
 
@@ -36,15 +38,18 @@ import time
 from collections import defaultdict, deque
 from typing import Any, Protocol
 
+from nats import errors as nats_errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from core.channels import is_cache_channel
 from core.events import SOCKETS_REVOKED_SUBJECT, realtime_subject, socket_grant_subject
 from core.realtime import fanout_message
 from edge.realtime.errors import Unavailable
 from edge.realtime.frames import text_frame
 from edge.realtime.protocol import encode
 from storage.bus import Bus
+from storage.realtime_cache import ChannelCache
 
 log = logging.getLogger("spotless.realtime")
 
@@ -77,8 +82,9 @@ class Socket(Receiver, Protocol):
 
 
 class Hub:
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: Bus, cache: ChannelCache) -> None:
         self.bus = bus
+        self.cache = cache
         self.worker = str(secrets.randbelow(10**9) + 1)  # the first part of this worker's socket ids
         self.sockets: dict[str, dict[str, Receiver]] = {}  # channel -> socket id -> receiver
         self.subscriptions: dict[str, Subscription] = {}
@@ -243,19 +249,45 @@ class Hub:
                       exclude_socket_id: str | None = None, user_id: str | None = None) -> None:
         body = fanout_message(app_id=app_id, channel=channel, event=event, data=data,
                               exclude_socket_id=exclude_socket_id, user_id=user_id)
-        await self._client().publish(realtime_subject(channel), body)
+        client = self._client()
+        if is_cache_channel(channel) and not event.startswith("pusher_internal:"):
+            await self._cache_call(self.cache.remember(client, app_id=app_id, channel=channel, message=body))
+        await client.publish(realtime_subject(channel), body)
+
+    async def cached(self, app_id: str, channel: str) -> str | None:
+        """The frame of a cache channel's last event (stored by `publish` on any worker), if any."""
+        body = await self._cache_call(self.cache.last(self._client(), app_id=app_id, channel=channel))
+        parsed = _parse(body) if body is not None else None
+        return parsed[3] if parsed is not None else None
+
+    @staticmethod
+    async def _cache_call(call: Any) -> Any:
+        """A JetStream request of the cache: NATS trouble is Unavailable, as for a publish."""
+        try:
+            return await call
+        except (TimeoutError, OSError, nats_errors.Error) as exc:
+            log.warning("the cache channel store failed: %r", exc)
+            raise Unavailable() from None
 
     async def _forward(self, msg: Msg) -> None:
-        try:
-            message = json.loads(msg.data)
-            channel, app_id = message["channel"], message["app_id"]
-            text = encode(message["event"], message.get("data"), channel=channel,
-                          user_id=message.get("user_id"))
-        except (ValueError, KeyError, TypeError):
+        parsed = _parse(msg.data)
+        if parsed is None:
             log.warning("dropping a malformed realtime message on %s", msg.subject)
             return
-        skip = message.get("socket_id")
+        app_id, skip, channel, text = parsed
         frame = text_frame(text)  # the same bytes for every socket here
         for receiver in list(self.sockets.get(channel, {}).values()):
             if receiver.socket_id != skip and receiver.app_id == app_id:
                 receiver.deliver(text, frame)
+
+
+def _parse(body: bytes) -> tuple[str, str | None, str, str] | None:
+    """A fan-out message body: (its app id, the socket id it skips, its channel, the frame text
+    for sockets), or None when it is malformed."""
+    try:
+        message = json.loads(body)
+        channel, app_id = message["channel"], message["app_id"]
+        text = encode(message["event"], message.get("data"), channel=channel, user_id=message.get("user_id"))
+    except (ValueError, KeyError, TypeError):
+        return None
+    return app_id, message.get("socket_id"), channel, text

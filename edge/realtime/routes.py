@@ -28,6 +28,7 @@ from edge.realtime.hub import Hub
 from edge.realtime.presence import PresenceRegistry
 from edge.realtime.protocol import check_protocol
 from storage.bus import Bus
+from storage.realtime_cache import ChannelCache
 
 log = logging.getLogger("spotless.realtime")
 
@@ -101,7 +102,7 @@ def install(app: Sanic) -> None:
     @app.after_server_start
     async def start_realtime(app: Sanic) -> None:
         bus: Bus = app.ctx.bus
-        hub, presence = Hub(bus), PresenceRegistry(settings, layouts=app.ctx.layouts)
+        hub, presence = Hub(bus, ChannelCache(settings)), PresenceRegistry(settings, layouts=app.ctx.layouts)
         app.ctx.realtime = RealtimeState(apps, hub, presence, Census(hub, presence, settings))
         app.ctx.realtime.hub.start()
         app.ctx.realtime.presence.start()

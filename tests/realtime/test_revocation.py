@@ -20,6 +20,7 @@ from core.settings import Settings
 from edge.realtime.connection import Connection
 from edge.realtime.hub import OFFERS_PER_SOCKET, Hub
 from storage.bus import Bus
+from storage.realtime_cache import ChannelCache
 from tests.conftest import STRONG_PASSWORD
 from tests.edge.test_access import make_admin
 from tests.jobs.conftest import eventually
@@ -172,7 +173,7 @@ async def hub(settings: Settings) -> Any:
     sockets of any real token (ids from 1 up) that they named."""
     bus = Bus(settings.nats_url, name="spotless-test-hub")
     bus.start()
-    registry = Hub(bus)
+    registry = Hub(bus, ChannelCache(settings))
     registry.start()
     try:
         assert await bus.wait_connected(10)

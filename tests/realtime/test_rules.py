@@ -15,6 +15,7 @@ from core.channels import (
     authorize_channel,
     booking_id_of,
     channel_kind,
+    is_cache_channel,
 )
 from core.chat import check_message, check_participant, next_seqs, read_cursor_after
 from core.errors import Forbidden, Invalid, NotFound
@@ -59,6 +60,9 @@ def test_channel_names():
     assert channel_kind("presence-conversation.1") is ChannelKind.PRESENCE
     assert booking_id_of(f"presence-conversation.{BOOKING}") == BOOKING
     assert booking_id_of("private-user.1") is None
+    assert [is_cache_channel(n) for n in ("cache-a", "private-cache-a", "presence-cache-a", "cachet", "private-a")] \
+        == [True, True, True, False, False]
+    assert channel_kind("presence-cache-room") is ChannelKind.PRESENCE and channel_kind("cache-a") is ChannelKind.PUBLIC
     for bad in ("", "a b", "a..b", "a.", "x" * 165, "private-encrypted-x", "a*", "a>"):
         with pytest.raises(Invalid):
             channel_kind(bad)

@@ -69,7 +69,7 @@ async def test_pusher_js_subscribes_authorises_sees_members_and_client_events(
         node, booking, rt_edge, rt_async):
     # given a booking's two parties, each running pusher-js
     client, cleaner, conversation_id = await booking()
-    public_channel = unique("js-public-")
+    public_channel = unique("cache-js-")  # a cache channel, public
     # when both are subscribed, the server publishes and the client sends a chat message
     result = await run_js("drive.js", node, rt_edge, rt_async, client=client, cleaner=cleaner,
                           conversation_id=conversation_id, public_channel=public_channel,
@@ -84,6 +84,7 @@ async def test_pusher_js_subscribes_authorises_sees_members_and_client_events(
     assert result["typing"] == {"data": {"typing": True}, "user_id": cleaner.id}
     assert result["echoed"] == 0
     assert result["server_event"] == {"from": "python"}
+    assert result["cache_miss"] is True and result["cached"] == {"from": "python"}  # its cache, seen by pusher-js
     assert result["chat_message"]["seq"] == 1 and result["chat_message"]["body"] == "hi"
 
 

@@ -39,6 +39,8 @@ async function main() {
   const result = { ok: true };
 
   const pub = await subscribed(client, env.PUBLIC_CHANNEL);
+  // PUBLIC_CHANNEL is a cache channel with nothing published yet: its miss follows the success
+  const cacheMiss = new Promise((resolve) => pub.channel.bind('pusher:cache_miss', () => resolve(true)));
   const priv = await subscribed(client, `private-user.${env.CLIENT_ID}`);
   result.private = priv.channel.name;
 
@@ -61,6 +63,11 @@ async function main() {
   const chatMessage = next(cleanerPresence.channel, 'chat.message');
   console.log('READY');
   result.server_event = (await serverEvent).data;
+  result.cache_miss = await cacheMiss;
+  // a connection that subscribes afterwards gets that event first, from the cache
+  const late = connect(env.CLIENT_TOKEN);
+  result.cached = (await next(late.subscribe(env.PUBLIC_CHANNEL), 'server.hello')).data;
+  late.disconnect();
   result.chat_message = (await chatMessage).data;
   result.echoed = echoed.length;
   result.socket_ids = [client.connection.socket_id, cleaner.connection.socket_id];

@@ -265,6 +265,8 @@ def realtime_subject(channel: str) -> str:
 # which user and token authorised a socket (sent to the worker holding it, named by the first
 # part of its socket id), and which tokens were revoked (to every worker).
 SOCKETS_REVOKED_SUBJECT = "sys.sockets.revoked"
+# An app's server asked (Pusher's terminate_connections) to close a user's sockets: to every worker.
+SOCKETS_TERMINATED_SUBJECT = "sys.sockets.terminated"
 
 
 def socket_grant_subject(worker: str) -> str:

@@ -609,6 +609,10 @@ class PusherTriggered(Shape):
     channels: dict[str, PusherChannelInfo] = present_when("when the trigger's `info` asked: each channel")
 
 
+class PusherTerminated(Shape):
+    """An empty object, as Pusher answers."""
+
+
 class PusherChannel(Shape):
     occupied: bool
     user_count: int = present_when("info=user_count (presence channels only)")

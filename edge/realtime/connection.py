@@ -143,11 +143,15 @@ class Connection:
             await self.leave_all()
 
     def revoke(self, reason: str) -> None:
-        """A token that authorised this socket was revoked: say so and close with 4009, after
-        which the socket leaves its channels as any closed socket does (`run`)."""
+        """Access was withdrawn (a token that authorised this socket was revoked, or the app's
+        server terminated its user's connections): say so and close with 4009, after which the
+        socket leaves its channels as any closed socket does (`run`)."""
         if not self.closing:
             self.closing = True
             asyncio.get_running_loop().create_task(report(self.ws, Revoked(reason)))
+
+    def is_member(self, user_id: str) -> bool:
+        return any(member is not None and member.user_id == user_id for member in self.channels.values())
 
     def check_activity(self, now: float) -> None:
         """Called by the worker's sweeper (`watch_activity`): ping a socket that has been quiet

@@ -55,7 +55,8 @@ class Revoked(Unauthorized):
 
     close = True
     REASONS = {"suspended": "the account is suspended", "password_reset": "the password was reset",
-               "signed_out": "the session was signed out"}
+               "signed_out": "the session was signed out",
+               "terminated": "the app's server terminated this user's connections"}
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"Connection is unauthorized: {self.REASONS.get(reason, 'access was revoked')}")

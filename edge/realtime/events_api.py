@@ -2,7 +2,8 @@
 /batch_events, signed as Pusher's server libraries sign (auth_key, auth_timestamp,
 auth_version=1.0, body_md5, auth_signature). Events are published on NATS `rt.<channel>`.
 A trigger's `info` (subscription_count, user_count) answers with its channels' counts, as the
-channel query API (edge/realtime/channels_api.py) gathers them."""
+channel query API (edge/realtime/channels_api.py) gathers them. And POST
+/apps/{app_id}/users/{user_id}/terminate_connections closes a user's sockets on every worker."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from core.realtime import RealtimeApp
 from core.settings import Settings
 from edge.realtime import errors as ws_errors
 from edge.realtime.signing import request_signature_valid
-from edge.responses import PusherBatch, PusherTriggered
+from edge.responses import PusherBatch, PusherTerminated, PusherTriggered
 from edge.responses import json_response as documented_json
 from edge.validation import openapi_content
 
@@ -33,6 +34,7 @@ bp = Blueprint("realtime_events_api", url_prefix="/apps")
 MAX_CHANNELS_PER_EVENT = 100
 MAX_BATCH = 10
 MAX_EVENT_NAME = 200
+MAX_USER_ID = 200
 _EVENT_FIELDS = {
     "name": {"type": "string", "minLength": 1, "maxLength": MAX_EVENT_NAME},
     "data": {"type": "string", "description": "the payload; JSON-encode objects"},
@@ -172,3 +174,24 @@ async def trigger_batch(request: Request, app_id: str) -> HTTPResponse:
     return json_response({"batch": [
         {attribute: value for attribute, value in counted[channels[0]].items() if attribute in info} if info else {}
         for (channels, *_), info in zip(events, infos, strict=True)]})
+
+
+@bp.post("/<app_id>/users/<user_id>/terminate_connections")
+@openapi.definition(summary="Pusher HTTP API: close a user's connections (signed)", tag="realtime",
+                    description="Closes, on every edge worker, the app's sockets that are on a presence channel as "
+                                "this user (the `user_id` of their channel_data, as Reverb decides): each gets "
+                                "`pusher:error` 4009 and is closed with 4009, which Pusher's clients do not retry.",
+                    body=openapi_content({"type": "object", "description": "empty, as the SDKs send it"}))
+@signed_query
+@openapi.response(200, documented_json(PusherTerminated), "asked of every worker: an empty object")
+async def terminate_connections(request: Request, app_id: str, user_id: str) -> HTTPResponse:
+    app = signed_app(request, app_id)
+    if not user_id or len(user_id) > MAX_USER_ID:
+        raise Invalid(f"must be 1-{MAX_USER_ID} characters", field="user_id")
+    if not isinstance(_body(request), dict | None):
+        raise Invalid("the body must be a JSON object (or empty)", field="body")
+    try:
+        await request.app.ctx.realtime.hub.terminate(app.id, user_id)
+    except ws_errors.Unavailable:
+        raise Unavailable(dependency="nats") from None
+    return json_response({})

@@ -43,7 +43,12 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from core.channels import is_cache_channel
-from core.events import SOCKETS_REVOKED_SUBJECT, realtime_subject, socket_grant_subject
+from core.events import (
+    SOCKETS_REVOKED_SUBJECT,
+    SOCKETS_TERMINATED_SUBJECT,
+    realtime_subject,
+    socket_grant_subject,
+)
 from core.realtime import fanout_message
 from edge.realtime.errors import Unavailable
 from edge.realtime.frames import text_frame
@@ -79,6 +84,10 @@ class Socket(Receiver, Protocol):
     awaiting_grant: dict[str, str]  # channel -> the auth it subscribed with, until a grant of it binds
 
     def revoke(self, reason: str) -> None: ...
+
+    def is_member(self, user_id: str) -> bool:
+        """Whether it is on some presence channel as this user."""
+        ...
 
 
 class Hub:
@@ -123,6 +132,7 @@ class Hub:
         assert client is not None
         await client.subscribe(socket_grant_subject(self.worker), cb=self._granted)
         await client.subscribe(SOCKETS_REVOKED_SUBJECT, cb=self._revoked)
+        await client.subscribe(SOCKETS_TERMINATED_SUBJECT, cb=self._terminated)
 
     async def stop(self) -> None:
         if self._listening is not None:
@@ -200,6 +210,24 @@ class Hub:
         for socket in list(self.by_id.values()):
             if not ids.isdisjoint(socket.grants):
                 socket.revoke(reason)
+
+    async def terminate(self, app_id: str, user_id: str) -> None:
+        """Close, on every worker, the app's sockets that are on a presence channel as this user
+        (Pusher's terminate_connections, as Reverb decides who a socket's user is). Raises
+        Unavailable when the workers cannot be told."""
+        await self._client().publish(SOCKETS_TERMINATED_SUBJECT, json.dumps(
+            {"app_id": app_id, "user_id": user_id}).encode())
+
+    async def _terminated(self, msg: Msg) -> None:
+        try:
+            note = json.loads(msg.data)
+            app_id, user_id = str(note["app_id"]), str(note["user_id"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("dropping a malformed termination")
+            return
+        for socket in list(self.connections.get(app_id, ())):
+            if socket.is_member(user_id):
+                socket.revoke("terminated")
 
     def _forget_old_revocations(self) -> None:
         now = time.monotonic()

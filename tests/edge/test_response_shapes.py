@@ -359,8 +359,9 @@ async def test_chat_and_realtime_answers_match_the_document(contract, pay, world
         ("/apps/{app_id}/batch_events", {"batch": [{"channel": "shapes", "name": "checked", "data": "{}"}] * 2}),
         ("/apps/{app_id}/events", {"name": "checked", "channels": ["presence-shapes", "shapes"], "data": "{}",
                                    "info": "user_count,subscription_count"}),
+        ("/apps/{app_id}/users/{user_id}/terminate_connections", {}),
     ]:
-        url, body = signed_for_pusher(app, template.format(app_id=app["id"]), payload)
+        url, body = signed_for_pusher(app, template.format(app_id=app["id"], user_id="nobody-here"), payload)
         contract.hold(pay.post(url, content=body, headers={"Content-Type": "application/json"}), template)
     # and the channel queries
     for template, params in [

@@ -46,6 +46,7 @@ PUBLIC = {
     "/apps/<app_id:str>/channels": "authorised by the Pusher request signature",
     "/apps/<app_id:str>/channels/<channel_name:str>": "authorised by the Pusher request signature",
     "/apps/<app_id:str>/channels/<channel_name:str>/users": "authorised by the Pusher request signature",
+    "/apps/<app_id:str>/users/<user_id:str>/terminate_connections": "authorised by the Pusher request signature",
     "/healthz": "operations", "/readyz": "operations", "/metrics": "operations",
 }
 # Path parameters that name no one's property, with a value to send.

@@ -10,13 +10,25 @@ import httpx
 import pusher
 import pytest
 
-from tests.realtime.conftest import unique
+from tests.realtime.conftest import APPS, unique
+from tests.realtime.test_channel_queries import join
+from tests.realtime.test_revocation import closed_with
 
 
 def sdk(edge, *, app_id="100001", key="spotless-key", secret="test-realtime-secret") -> pusher.Pusher:
     url = urlsplit(edge.url)
     return pusher.Pusher(app_id=app_id, key=key, secret=secret, host=url.hostname, port=url.port,
                          ssl=False, timeout=10)
+
+
+def terminate(edge, user_id: str, **kwargs) -> dict:
+    """Pusher's POST /apps/{app_id}/users/{user_id}/terminate_connections, signed and sent by the
+    SDK's own request machinery. (pusher-http-python 3.3.4's `terminate_user_connections` posts to
+    /users/{user_id}/terminate_connections, without /apps/{app_id}: Pusher's, Reverb's and our
+    path all have it, and the Node.js SDK, tests/realtime_js/server_sdk.cjs, sends it.)"""
+    client = sdk(edge, **kwargs)._pusher_client
+    return client.http.send_request(pusher.http.Request(
+        client, "POST", f"/apps/{client.app_id}/users/{user_id}/terminate_connections", {}))
 
 
 async def trigger(*args, **kwargs):
@@ -120,3 +132,39 @@ async def test_a_burst_of_events_of_every_frame_length_arrives_whole_and_in_orde
         got = [(await sock.expect("tick", channel))["data"] for _ in range(120)]
         assert [d["n"] for d in got] == list(range(120))
         assert [len(d["pad"]) for d in got] == [sizes[i % 10 % len(sizes)] for i in range(120)]
+
+
+async def test_terminating_a_users_connections_closes_their_sockets_on_every_worker(sockets, rt_edges):
+    # given "ada" on a presence channel from two devices (one per worker), "bob" with her there,
+    # and the same user id on another app's presence channel
+    room = unique("presence-terminate-")
+    phone, laptop, bob = await sockets(0), await sockets(1), await sockets(1)
+    for sock, user in ((phone, "ada"), (laptop, "ada"), (bob, "bob")):
+        await join(sock, room, user)
+    elsewhere = await sockets(0, "other-key")
+    other = APPS[1]
+    await elsewhere.subscribe(room, pusher.Pusher(app_id=other["id"], key=other["key"], secret=other["secret"])
+                              .authenticate(room, elsewhere.socket_id, {"user_id": "ada"}))
+    # when the app's server terminates her connections through worker 0
+    assert await trigger(terminate, rt_edges[0], "ada") == {}
+    # then both of her sockets are told why and closed with 4009, which clients do not retry
+    for sock in (phone, laptop):
+        assert "terminated" in await closed_with(sock, 4009)
+    # and bob sees her leave once, and stays connected
+    assert (await bob.expect("pusher_internal:member_removed", room))["data"] == {"user_id": "ada"}
+    await bob.nothing("pusher_internal:member_removed")
+    await bob.send("pusher:ping")
+    await bob.expect("pusher:pong")
+    # and another app's "ada" is someone else
+    await elsewhere.send("pusher:ping")
+    await elsewhere.expect("pusher:pong")
+
+
+def test_terminating_connections_is_signed_like_every_call(rt_edge):
+    # a wrong secret, an unknown app and an over-long user id are refused, each saying why
+    with pytest.raises(pusher.errors.PusherBadAuth, match="bad_signature"):
+        terminate(rt_edge, "ada", secret="wrong")
+    with pytest.raises(pusher.errors.PusherBadStatus, match="404.*unknown_app"):
+        terminate(rt_edge, "ada", app_id="999")
+    with pytest.raises(pusher.errors.PusherBadStatus, match="422.*user_id"):
+        terminate(rt_edge, "x" * 201)

@@ -19,6 +19,7 @@ from playwright.async_api import async_playwright
 
 from tests.realtime.conftest import APPS, unique
 from tests.realtime.test_channel_queries import join
+from tests.realtime.test_revocation import closed_with
 
 JS_DIR = Path(__file__).resolve().parent.parent / "realtime_js"
 
@@ -118,12 +119,14 @@ async def test_pushers_node_server_sdk_publishes_and_queries_as_against_pusher(n
     here, there = await sockets(0), await sockets(1)
     await here.subscribe(channel)
     await there.subscribe(channel)
-    await join(await sockets(1), room, "ada")
+    member = await sockets(1)
+    await join(member, room, "ada")
     # when a Node.js app server uses Pusher's own server SDK (npm `pusher`) against worker 0,
     # excluding `here` from one event
     env = {"EDGE_URL": rt_edges[0].url, "APP_ID": APPS[0]["id"], "APP_KEY": APPS[0]["key"],
            "APP_SECRET": APPS[0]["secret"], "CHANNEL": channel, "PRESENCE_PREFIX": f"presence-{tag}",
-           "PRESENCE_CHANNEL": room, "EXCLUDED_SOCKET_ID": here.socket_id, "PATH": "/usr/bin:/bin"}
+           "PRESENCE_CHANNEL": room, "MEMBER_ID": "ada", "EXCLUDED_SOCKET_ID": here.socket_id,
+           "PATH": "/usr/bin:/bin"}
     proc = await asyncio.create_subprocess_exec(node, str(JS_DIR / "server_sdk.cjs"), cwd=JS_DIR, env=env,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 30)
@@ -140,6 +143,9 @@ async def test_pushers_node_server_sdk_publishes_and_queries_as_against_pusher(n
     assert result["users"] == {"status": 200, "body": {"users": [{"id": "ada"}]}}
     # and a request signed with another secret is refused with a problem saying why
     assert result["forged"]["status"] == 401 and result["forged"]["body"]["code"] == "bad_signature"
+    # and terminating the member's connections closes her socket on the other worker, saying why
+    assert result["terminated"] == {"status": 200, "body": {}}
+    assert "terminated" in await closed_with(member, 4009)
     # and the subscribers got exactly these events on the channel, in order, with the SDK's data
     # (an object, or a JSON string) as clients decode it; the excluded socket all but its one
     sent = [("node.hello", {"from": "node"}), ("node.not-for-you", {"n": 0}), ("node.first", {"n": 1}),

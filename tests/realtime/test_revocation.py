@@ -165,6 +165,9 @@ class Recorder:
     def revoke(self, reason: str) -> None:
         self.revoked.append(reason)
 
+    def is_member(self, user_id: str) -> bool:
+        return False
+
 
 @pytest.fixture
 async def hub(settings: Settings) -> Any:

@@ -1,8 +1,9 @@
 // Pusher's official Node.js server SDK (the npm package `pusher`) publishing to and querying a
 // running Spotless edge through the HTTP API, as a Node.js app server would: trigger, trigger with
-// a socket excluded, triggerBatch, the channel queries, and a request signed with a wrong secret.
+// a socket excluded, triggerBatch, the channel queries, a request signed with a wrong secret, and
+// terminating the presence member's connections.
 // Input: EDGE_URL, APP_ID, APP_KEY, APP_SECRET, CHANNEL (a public channel with subscribers),
-// PRESENCE_PREFIX and PRESENCE_CHANNEL (with one member), EXCLUDED_SOCKET_ID. Output: one JSON result line.
+// PRESENCE_PREFIX and PRESENCE_CHANNEL (with one member, MEMBER_ID), EXCLUDED_SOCKET_ID. Output: one JSON result line.
 'use strict';
 const Pusher = require('pusher');
 const { env, url, finish, run } = require('./run.cjs');
@@ -41,5 +42,6 @@ run(async () => {
     // The SDK rejects a non-2xx answer with a RequestError carrying the status and the body.
     result.forged = { status: error.status, body: JSON.parse(error.body) };
   }
+  result.terminated = await answer(await pusher.terminateUserConnections(env.MEMBER_ID));
   finish(result);
 });

@@ -39,17 +39,24 @@ class ChannelCache:
 
     async def remember(self, client: Client, *, app_id: str, channel: str, message: bytes) -> None:
         """Keep `message` (a fan-out message body) as the channel's last event; returns once stored."""
-        js = await self._js(client)
-        await js.publish(realtime_cache_subject(app_id, channel, prefix=self.prefix),
-                         message, stream=self.stream)
+        try:
+            js = await self._js(client)
+            await js.publish(realtime_cache_subject(app_id, channel, prefix=self.prefix),
+                             message, stream=self.stream)
+        except Exception:
+            self._ensured_on = None  # a NATS server that lost its streams: make it again next time
+            raise
 
     async def last(self, client: Client, *, app_id: str, channel: str) -> bytes | None:
         """The channel's last event as stored by `remember`, or None (none yet, or expired)."""
-        js = await self._js(client)
         try:
+            js = await self._js(client)
             found = await js.get_last_msg(self.stream, realtime_cache_subject(
                 app_id, channel, prefix=self.prefix), direct=True)
         except NotFoundError:
             return None
+        except Exception:
+            self._ensured_on = None
+            raise
         data: bytes | None = found.data
         return data

@@ -7,6 +7,7 @@ import asyncio
 import secrets
 
 import nats
+import pytest
 
 from core.events import realtime_cache_stream
 from core.settings import Settings
@@ -38,6 +39,12 @@ async def test_the_last_event_per_app_and_channel_is_kept_for_its_time_to_live(s
         await longer.remember(writer, app_id="1", channel="cache-a", message=b"third")
         info = await reader.jetstream().stream_info(realtime_cache_stream(own.jetstream_prefix))
         assert info.config.max_age == 60
+        # and a NATS server that lost the stream costs one failed call: the next makes it again
+        await reader.jetstream().delete_stream(realtime_cache_stream(own.jetstream_prefix))
+        with pytest.raises(nats.errors.Error):
+            await longer.remember(writer, app_id="1", channel="cache-a", message=b"lost")
+        await longer.remember(writer, app_id="1", channel="cache-a", message=b"fourth")
+        assert await longer.last(reader, app_id="1", channel="cache-a") == b"fourth"
     finally:
         await writer.jetstream().delete_stream(realtime_cache_stream(own.jetstream_prefix))
         await writer.close()

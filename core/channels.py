@@ -5,7 +5,9 @@ Public channels need no authorisation. Protected channels are named `<kind>-<res
 - `private-booking.{booking_id}` and `presence-conversation.{booking_id}`: only the booking's
   client and cleaner, and admins (a conversation is the chat of one booking and shares its id).
 Anything else protected is refused. Storage loads the facts (the booking's parties); this module
-decides.
+decides. Other apps on the edge authorise their own channels, which may also be Pusher's cache
+(`cache-`, `private-cache-`, `presence-cache-`) and end-to-end encrypted (`private-encrypted-`)
+channels.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ class BookingParties:
     cleaner_id: str
 
 
-CACHE_PREFIXES = ("cache-", "private-cache-", "presence-cache-")
+CACHE_PREFIXES = ("cache-", "private-cache-", "private-encrypted-cache-", "presence-cache-")
+ENCRYPTED_PREFIX = "private-encrypted-"
 
 
 def is_cache_channel(name: str) -> bool:
@@ -57,13 +60,18 @@ def is_cache_channel(name: str) -> bool:
     return name.startswith(CACHE_PREFIXES)
 
 
+def is_encrypted_channel(name: str) -> bool:
+    """An end-to-end encrypted channel (Pusher's `private-encrypted-`): a private channel whose
+    events the app's server encrypts with a key the socket gets from the app's auth endpoint, so
+    the edge relays ciphertext it cannot read. Clients may not send events on one (pusher-js
+    refuses to; so does the edge)."""
+    return name.startswith(ENCRYPTED_PREFIX)
+
+
 def channel_kind(name: str) -> ChannelKind:
     """The kind of a channel; raise Invalid when the name is not an acceptable channel name."""
     if not isinstance(name, str) or not name or len(name) > MAX_CHANNEL_NAME_LENGTH or not _NAME.match(name):
         raise Invalid("not a valid channel name", field="channel_name", code=ChannelError.INVALID_CHANNEL)
-    if name.startswith("private-encrypted-"):
-        raise Invalid("encrypted channels are not supported", field="channel_name",
-                      code=ChannelError.INVALID_CHANNEL)
     if name.startswith("presence-"):
         return ChannelKind.PRESENCE
     if name.startswith("private-"):

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from core.channels import ChannelKind, channel_kind, is_cache_channel
+from core.channels import ChannelKind, channel_kind, is_cache_channel, is_encrypted_channel
 from core.errors import Invalid
 from core.realtime import RealtimeApp
 from core.settings import Settings
@@ -280,6 +280,8 @@ class Connection:
             raise ClientEventRejected("Client event rejected: subscribe to the channel first")
         if channel_kind(channel) is ChannelKind.PUBLIC:
             raise ClientEventRejected("Client events are only allowed on private and presence channels")
+        if is_encrypted_channel(channel):
+            raise ClientEventRejected("Client events are not supported on encrypted channels")
         if not self.bucket.take():
             raise ClientEventRateLimited()
         if frame.event == PRESENCE_EVENT and self.cleaner_presence is not None:

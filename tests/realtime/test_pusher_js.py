@@ -6,7 +6,9 @@ against an app's allowed origins; Pusher's Node.js server SDK."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -153,6 +155,36 @@ async def test_pushers_node_server_sdk_publishes_and_queries_as_against_pusher(n
     assert await events_on(there, channel, 5) == sent
     assert await events_on(here, channel, 4) == [sent[0], *sent[2:]]
     await here.nothing("node.not-for-you", within=0.5)
+
+
+async def test_end_to_end_encrypted_channels_relay_what_only_the_parties_can_read(node, sockets, rt_edges):
+    # given an encrypted channel with a socket of ours on it, subscribed with a signature as any
+    # app's auth endpoint gives one (Pusher's Python SDK, with the app's encryption master key)
+    channel = unique("private-encrypted-notes.")
+    master_key = base64.b64encode(secrets.token_bytes(32)).decode()
+    app = APPS[0]
+    onlooker = await sockets(1)
+    auth = pusher.Pusher(app_id=app["id"], key=app["key"], secret=app["secret"],
+                         encryption_master_key_base64=master_key).authenticate(channel, onlooker.socket_id)
+    assert set(auth) == {"auth", "shared_secret"}  # what pusher-js needs to decrypt
+    await onlooker.subscribe(channel, {"auth": auth["auth"]})
+    # when pusher-js subscribes through the Node.js SDK's authorisation and the SDK triggers an
+    # event on the channel, through worker 0
+    env = {"EDGE_URL": rt_edges[0].url, "APP_ID": app["id"], "APP_KEY": app["key"], "APP_SECRET": app["secret"],
+           "MASTER_KEY": master_key, "CHANNEL": channel, "PATH": "/usr/bin:/bin"}
+    proc = await asyncio.create_subprocess_exec(node, str(JS_DIR / "encrypted.cjs"), cwd=JS_DIR, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, out.decode() + err.decode()[-2000:]
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    # then pusher-js read the plain text
+    assert result["status"] == 200 and result["received"] == {"text": "the key is under the mat"}
+    # while what crossed the edge, as another socket on the channel saw it, was ciphertext
+    relayed = await onlooker.expect("secret.note", channel)
+    assert set(relayed["data"]) == {"nonce", "ciphertext"} and "mat" not in json.dumps(relayed)
+    # and a client event on the channel is refused, as pusher-js itself refuses to send one
+    await onlooker.send("client-note", {"text": "plain"}, channel=channel)
+    assert "encrypted" in (await onlooker.expect_error(4301))["data"]["message"]
 
 
 async def events_on(sock: Any, channel: str, count: int) -> list[tuple[str, Any]]:

@@ -16,6 +16,7 @@ from core.channels import (
     booking_id_of,
     channel_kind,
     is_cache_channel,
+    is_encrypted_channel,
 )
 from core.chat import check_message, check_participant, next_seqs, read_cursor_after
 from core.errors import Forbidden, Invalid, NotFound
@@ -63,7 +64,9 @@ def test_channel_names():
     assert [is_cache_channel(n) for n in ("cache-a", "private-cache-a", "presence-cache-a", "cachet", "private-a")] \
         == [True, True, True, False, False]
     assert channel_kind("presence-cache-room") is ChannelKind.PRESENCE and channel_kind("cache-a") is ChannelKind.PUBLIC
-    for bad in ("", "a b", "a..b", "a.", "x" * 165, "private-encrypted-x", "a*", "a>"):
+    assert channel_kind("private-encrypted-x") is ChannelKind.PRIVATE and is_encrypted_channel("private-encrypted-x")
+    assert not is_encrypted_channel("private-x") and is_cache_channel("private-encrypted-cache-x")
+    for bad in ("", "a b", "a..b", "a.", "x" * 165, "a*", "a>"):
         with pytest.raises(Invalid):
             channel_kind(bad)
 

@@ -21,9 +21,12 @@ function connect(token) {
   });
 }
 
-function subscribed(pusher, name) {
+// `early(channel)` binds what must be bound before any frame arrives: frames that come in one
+// read are all dispatched before an awaiting function resumes.
+function subscribed(pusher, name, early = () => {}) {
   return new Promise((resolve, reject) => {
     const channel = pusher.subscribe(name);
+    early(channel);
     channel.bind('pusher:subscription_succeeded', (data) => resolve({ channel, data }));
     channel.bind('pusher:subscription_error', (error) => reject(new Error(`${name}: ${JSON.stringify(error)}`)));
   });
@@ -38,9 +41,11 @@ async function main() {
   const cleaner = connect(env.CLEANER_TOKEN);
   const result = { ok: true };
 
-  const pub = await subscribed(client, env.PUBLIC_CHANNEL);
   // PUBLIC_CHANNEL is a cache channel with nothing published yet: its miss follows the success
-  const cacheMiss = new Promise((resolve) => pub.channel.bind('pusher:cache_miss', () => resolve(true)));
+  let cacheMiss;
+  const pub = await subscribed(client, env.PUBLIC_CHANNEL, (channel) => {
+    cacheMiss = new Promise((resolve) => channel.bind('pusher:cache_miss', () => resolve(true)));
+  });
   const priv = await subscribed(client, `private-user.${env.CLIENT_ID}`);
   result.private = priv.channel.name;
 

@@ -50,8 +50,8 @@ class OriginNotAllowed(Unauthorized):
 
 
 class Revoked(Unauthorized):
-    """The token that authorised the socket's channels no longer works; the client must not
-    reconnect with it."""
+    """Access was withdrawn: the token that authorised the socket's channels no longer works, or
+    the app's server terminated the user's connections; the client must not reconnect as it was."""
 
     close = True
     REASONS = {"suspended": "the account is suspended", "password_reset": "the password was reset",

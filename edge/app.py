@@ -22,7 +22,7 @@ from edge import presence as presence_api
 from edge import reviews as reviews_api
 from edge import search as search_api
 from edge import service_areas as service_areas_api
-from edge.api_doc import document_shared_responses
+from edge.api_doc import document_shared_responses, serve_finished_document
 from edge.errors import handle_exception
 from edge.oauth import JwksCache
 from edge.observability import (
@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None) -> Sanic:
     app.on_request(refuse_nul_bytes)
     app.on_response(on_response)
     document_shared_responses(app)
+    serve_finished_document(app)
 
     @app.before_server_start
     async def start(app: Sanic) -> None:

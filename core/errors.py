@@ -47,6 +47,15 @@ class Invalid(SpotlessError):
             self.errors.append(FieldError(field, detail or self.title))
 
 
+class TooLarge(Invalid):
+    """A part of the request over its size limit, where the protocol asks for 413 (Pusher's HTTP
+    API for an event's data); the problem names the field as a 422 would."""
+
+    status = 413
+    code = "payload_too_large"
+    title = "Too large"
+
+
 class Unauthenticated(SpotlessError):
     status = 401
     code = "unauthenticated"

@@ -20,7 +20,7 @@ from sanic_ext import openapi
 
 from core.channel_queries import InfoAttribute, requested_info
 from core.channels import channel_kind
-from core.errors import Invalid, NotFound, Unauthenticated, Unavailable
+from core.errors import Invalid, NotFound, TooLarge, Unauthenticated, Unavailable
 from core.realtime import RealtimeApp
 from core.settings import Settings
 from edge.realtime import errors as ws_errors
@@ -88,7 +88,7 @@ def _event(payload: Any, app: RealtimeApp, *, batch: bool) -> tuple[list[str], s
     if not isinstance(data, str):
         raise Invalid("must be a string (JSON-encode objects)", field="data")
     if len(data.encode()) > app.max_message_bytes:
-        raise Invalid(f"must be at most {app.max_message_bytes} bytes", field="data")
+        raise TooLarge(f"must be at most {app.max_message_bytes} bytes", field="data")  # Pusher's 413
     if not isinstance(channels, list) or not 1 <= len(channels) <= MAX_CHANNELS_PER_EVENT:
         raise Invalid(f"must list 1-{MAX_CHANNELS_PER_EVENT} channels", field="channels")
     for channel in channels:

@@ -68,6 +68,17 @@ async def run_js(script: str, node: str, rt_edge: Any, rt_async: Any, *, client:
             await proc.wait()
 
 
+async def run_to_end(script: str, node: str, env: dict[str, str]) -> dict[str, Any]:
+    """Run a script of tests/realtime_js that needs nothing from the test while it runs; the JSON
+    line it prints last, once it has exited 0."""
+    proc = await asyncio.create_subprocess_exec(node, str(JS_DIR / script), cwd=JS_DIR, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, out.decode() + err.decode()[-2000:]
+    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return result
+
+
 async def test_pusher_js_subscribes_authorises_sees_members_and_client_events(
         node, booking, rt_edge, rt_async):
     # given a booking's two parties, each running pusher-js
@@ -129,11 +140,7 @@ async def test_pushers_node_server_sdk_publishes_and_queries_as_against_pusher(n
            "APP_SECRET": APPS[0]["secret"], "CHANNEL": channel, "PRESENCE_PREFIX": f"presence-{tag}",
            "PRESENCE_CHANNEL": room, "MEMBER_ID": "ada", "EXCLUDED_SOCKET_ID": here.socket_id,
            "PATH": "/usr/bin:/bin"}
-    proc = await asyncio.create_subprocess_exec(node, str(JS_DIR / "server_sdk.cjs"), cwd=JS_DIR, env=env,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, out.decode() + err.decode()[-2000:]
-    result = json.loads(out.decode().strip().splitlines()[-1])
+    result = await run_to_end("server_sdk.cjs", node, env)
 
     # then every call is answered as Pusher answers it
     assert result["trigger"] == {"status": 200, "body": {}}
@@ -172,11 +179,7 @@ async def test_end_to_end_encrypted_channels_relay_what_only_the_parties_can_rea
     # event on the channel, through worker 0
     env = {"EDGE_URL": rt_edges[0].url, "APP_ID": app["id"], "APP_KEY": app["key"], "APP_SECRET": app["secret"],
            "MASTER_KEY": master_key, "CHANNEL": channel, "PATH": "/usr/bin:/bin"}
-    proc = await asyncio.create_subprocess_exec(node, str(JS_DIR / "encrypted.cjs"), cwd=JS_DIR, env=env,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, out.decode() + err.decode()[-2000:]
-    result = json.loads(out.decode().strip().splitlines()[-1])
+    result = await run_to_end("encrypted.cjs", node, env)
     # then pusher-js read the plain text
     assert result["status"] == 200 and result["received"] == {"text": "the key is under the mat"}
     # while what crossed the edge, as another socket on the channel saw it, was ciphertext

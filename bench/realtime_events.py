@@ -44,12 +44,21 @@ from core.settings import Settings
 from tests.stack import EdgeProcess, start_edge
 
 
+def server_sdk(url: str, app: RealtimeApp) -> pusher.Pusher:
+    """Pusher's Python SDK pointed at the edge, as the app's server."""
+    edge = urlsplit(url)
+    return pusher.Pusher(app_id=app.id, key=app.key, secret=app.secret, host=edge.hostname, port=edge.port,
+                         ssl=False)
+
+
+def socket_url(url: str, app: RealtimeApp) -> str:
+    return f"{url.replace('http://', 'ws://')}/app/{app.key}?protocol=7"
+
+
 async def trigger_loop(url: str, app: RealtimeApp, channels: list[str], *, clients: int,
                        seconds: float) -> tuple[list[float], float]:
     """`clients` closed loops triggering on `channels` in turn for `seconds`: latencies, elapsed."""
-    edge = urlsplit(url)
-    sdk = pusher.Pusher(app_id=app.id, key=app.key, secret=app.secret, host=edge.hostname, port=edge.port,
-                        ssl=False)._pusher_client
+    sdk = server_sdk(url, app)._pusher_client
     latencies: list[float] = []
     counter = iter(range(10**12))
     deadline = time.perf_counter() + seconds
@@ -73,7 +82,7 @@ async def trigger_loop(url: str, app: RealtimeApp, channels: list[str], *, clien
 
 async def subscriber(url: str, app: RealtimeApp, channels: list[str]) -> Any:
     """One socket subscribed to every channel (so each trigger fans out to a socket), draining."""
-    ws = await connect(f"{url.replace('http://', 'ws://')}/app/{app.key}?protocol=7", max_queue=None)
+    ws = await connect(socket_url(url, app), max_queue=None)
     await ws.recv()
     for channel in channels:
         await ws.send(json.dumps({"event": "pusher:subscribe", "data": {"channel": channel}}))
@@ -90,7 +99,7 @@ async def subscribe_times(url: str, app: RealtimeApp, channels: list[str]) -> li
     """Subscribe one socket to each channel in turn (and leave it); the time to each
     subscription's last frame."""
     times = []
-    async with connect(f"{url.replace('http://', 'ws://')}/app/{app.key}?protocol=7") as ws:
+    async with connect(socket_url(url, app)) as ws:
         await ws.recv()
         for channel in channels:
             frames = 2 if channel.startswith("cache-") else 1
@@ -164,8 +173,7 @@ async def main(args: argparse.Namespace) -> None:
         print(f"\nsubscriptions, one socket, {args.subscribes} channels of each kind one after another "
               "(to the subscription's last frame):")
         cached = [f"cache-sub-{tag}.{i}" for i in range(args.subscribes // 2)]
-        edge_sdk = pusher.Pusher(app_id=app.id, key=app.key, secret=app.secret,
-                                 host=urlsplit(edge.url).hostname, port=urlsplit(edge.url).port, ssl=False)
+        edge_sdk = server_sdk(edge.url, app)
         for channel in cached:
             await asyncio.to_thread(edge_sdk.trigger, channel, "state", {"n": 1})
         subscribes = {"plain": [f"sub-{tag}.{i}" for i in range(args.subscribes)],

@@ -10,6 +10,9 @@ sockets on the channel then, and a restarted worker loses nothing.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
@@ -37,26 +40,31 @@ class ChannelCache:
             self._ensured_on = client
         return js
 
+    @contextlib.asynccontextmanager
+    async def _stream(self, client: Client) -> AsyncIterator[JetStreamContext]:
+        """The JetStream context, the stream ensured; after a failure (a NATS server that lost its
+        streams, say) the next call makes the stream again."""
+        try:
+            yield await self._js(client)
+        except NotFoundError:
+            raise
+        except Exception:
+            self._ensured_on = None
+            raise
+
     async def remember(self, client: Client, *, app_id: str, channel: str, message: bytes) -> None:
         """Keep `message` (a fan-out message body) as the channel's last event; returns once stored."""
-        try:
-            js = await self._js(client)
+        async with self._stream(client) as js:
             await js.publish(realtime_cache_subject(app_id, channel, prefix=self.prefix),
                              message, stream=self.stream)
-        except Exception:
-            self._ensured_on = None  # a NATS server that lost its streams: make it again next time
-            raise
 
     async def last(self, client: Client, *, app_id: str, channel: str) -> bytes | None:
         """The channel's last event as stored by `remember`, or None (none yet, or expired)."""
         try:
-            js = await self._js(client)
-            found = await js.get_last_msg(self.stream, realtime_cache_subject(
-                app_id, channel, prefix=self.prefix), direct=True)
+            async with self._stream(client) as js:
+                found = await js.get_last_msg(self.stream, realtime_cache_subject(
+                    app_id, channel, prefix=self.prefix), direct=True)
         except NotFoundError:
             return None
-        except Exception:
-            self._ensured_on = None
-            raise
         data: bytes | None = found.data
         return data

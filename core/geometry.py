@@ -194,7 +194,15 @@ def haversine_m(lat1: Any, lng1: Any, lat2: Any, lng2: Any) -> Any:
     import numpy as np
 
     p1, p2 = np.radians(lat1), np.radians(lat2)
-    dp, dl = p2 - p1, np.radians(np.asarray(lng2) - np.asarray(lng1))
-    h = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+    return haversine_radians_m(p1, np.radians(lng1), np.cos(p1), p2, np.radians(lng2), np.cos(p2))
+
+
+def haversine_radians_m(p1: Any, l1: Any, cos_p1: Any, p2: Any, l2: Any, cos_p2: Any) -> Any:
+    """`haversine_m` from latitudes and longitudes in radians and the latitudes' cosines, for
+    callers that keep those per point (the spatial shards, which measure thousands of pairs a
+    batch and would otherwise work out the same cosine again for every pair)."""
+    import numpy as np
+
+    h = np.sin((p2 - p1) / 2) ** 2 + cos_p1 * cos_p2 * np.sin((l2 - l1) / 2) ** 2
     return 2 * AUTHALIC_RADIUS_KM * 1000 * np.arcsin(np.sqrt(np.minimum(h, 1.0)))
 

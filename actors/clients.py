@@ -18,7 +18,7 @@ import numpy as np
 
 from actors.layout import MOVED, SHARD_GONE, Layouts, ShardSet, call_owner
 from actors.presence import presence_shard
-from actors.spatial import spatial_shard, unpack_found, uuid_text
+from actors.spatial import spatial_shard, unpack_found
 from core.batching import Coalescer
 from core.settings import Settings
 from core.sharding import shard_of_cleaner, shard_of_point, shards_of_box
@@ -53,11 +53,11 @@ class SpatialClient:
     @staticmethod
     async def _find_batch(actor: Any, points: list[tuple[float, float]]) -> list[list[tuple[str, float]]]:
         """One Ray call for a batch of points: the bytes of an (n, 2) array out, the packed
-        answer back (areas per point, id bytes, distance), cut here into one list per point."""
+        answer back (areas per point, distances, ids), cut here into one list per point."""
         raw = await actor.find.remote(np.array(points, dtype=np.float64).tobytes())
         counts, ids, distances = unpack_found(raw, len(points))
         cuts = np.concatenate(([0], np.cumsum(counts))).tolist()
-        pairs = list(zip(uuid_text(ids), distances.tolist(), strict=True))
+        pairs = list(zip(ids, distances.tolist(), strict=True))
         return [pairs[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
 
     def shard_of(self, lat: float, lng: float, count: int | None = None) -> int:

@@ -82,6 +82,15 @@ class Layouts:
         """The layout last read (the settings' count before the first read): no I/O."""
         return self.known.get((kind, prefix)) or self._fixed(kind, prefix)
 
+    def fresh(self, kind: str, prefix: str) -> Layout | None:
+        """The layout known and not due for a re-read, or None: `get`'s answer on every call
+        but the few that read, without a coroutine (the search path asks it per request)."""
+        key = (kind, prefix)
+        layout = self.known.get(key)
+        if layout is None or (self.from_database and time.monotonic() - self.read_at.get(key, 0.0) > REFRESH_S):
+            return None
+        return layout
+
     async def get(self, kind: str, prefix: str) -> Layout:
         key = (kind, prefix)
         layout = self.known.get(key)
@@ -209,7 +218,7 @@ async def call_owner(layouts: Layouts, kind: str, prefix: str, call: Callable[[L
     MOVED (retired) or is gone (killed after a rebalance, or restarting), wait for the newer
     layout (or the restarted shard) and call again. Raises Unavailable after
     `shard_layout_wait_s`."""
-    layout = await layouts.get(kind, prefix)
+    layout = layouts.fresh(kind, prefix) or await layouts.get(kind, prefix)
     gone_since: float | None = None
     while True:
         try:

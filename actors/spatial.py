@@ -58,7 +58,7 @@ class _Index:
 
     tree: shapely.STRtree
     geometries: np.ndarray  # the tree's geometries, by tree position
-    ids: np.ndarray  # cleaner id per tree position, as its 16 UUID bytes: (n,) of numpy void "V16"
+    ids: np.ndarray  # cleaner id per tree position, as `_id_array` keeps it
     rep_lat: np.ndarray  # a point inside each area (the distance is measured to it), in radians
     rep_lng: np.ndarray
     rep_cos: np.ndarray  # cos(rep_lat)
@@ -152,44 +152,29 @@ def _verdicts(index: _Index, pos: np.ndarray, x: np.ndarray, y: np.ndarray) -> t
     return inside, ~inside & (r2 <= index.outer.take(flat))
 
 
+ID_WIDTH = 37  # an id as the shards keep and send it: its 36 characters of canonical text and a space
+
+
 def _id_array(ids: list[str]) -> np.ndarray:
-    """Each id's 16 UUID bytes as one numpy void of 16 bytes: a batch's are gathered in one
-    `take`, and `.view(np.uint8)` turns them back into an (m, 16) array."""
-    return np.frombuffer(b"".join(uuid.UUID(cid).bytes for cid in ids), dtype="V16").copy()
-
-
-# Byte value -> its two hex digits, as one little-endian uint16 (so a (m, 16) uint8 array becomes
-# its (m, 32) digits in one lookup).
-_HEX_PAIRS = np.frombuffer(b"".join(f"{b:02x}".encode() for b in range(256)), dtype="<u2")
-_UUID_GROUPS = ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32))  # digit ranges between the dashes
-
-
-def uuid_text(raw: np.ndarray) -> list[str]:
-    """The canonical text of (m, 16) UUID bytes, for the whole array in a few numpy steps (the
-    client's side of `_id_array`; a Python loop of uuid.UUID would cost a microsecond each): each
-    id's 36 characters and a space, decoded as one string and split."""
-    raw = np.asarray(raw, dtype=np.uint8).reshape(-1, 16)
-    digits = _HEX_PAIRS[raw].view(np.uint8).reshape(-1, 32)
-    text = np.full((len(raw), 37), ord("-"), dtype=np.uint8)
-    for i, (a, b) in enumerate(_UUID_GROUPS):
-        text[:, a + i:b + i] = digits[:, a:b]
-    text[:, 36] = ord(" ")
-    return text.tobytes().decode("ascii").split()
+    """Each id as `ID_WIDTH` bytes of text (numpy "S37"): a batch's are gathered in one `take`
+    and sent as they are, so the edge makes its strings with one decode and one split instead of
+    formatting a thousand UUIDs a batch (a third of what it spent on a batch's answer)."""
+    return np.array([f"{uuid.UUID(cid)} ".encode() for cid in ids], dtype=f"S{ID_WIDTH}")
 
 
 def pack_found(counts: np.ndarray, ids: np.ndarray, distances: np.ndarray) -> bytes:
     """`find`'s answer as one bytes object: int32 areas per point (n), then the m covering
-    areas' ids (16 UUID bytes each), then their distances in metres (float32, m)."""
-    return (np.asarray(counts, dtype=np.int32).tobytes() + np.ascontiguousarray(ids).tobytes()
-            + np.asarray(distances, dtype=np.float32).tobytes())
+    areas' distances in metres (float32), then their ids (`ID_WIDTH` bytes of text each)."""
+    return (np.asarray(counts, dtype=np.int32).tobytes() + np.asarray(distances, dtype=np.float32).tobytes()
+            + np.ascontiguousarray(ids, dtype=f"S{ID_WIDTH}").tobytes())
 
 
-def unpack_found(raw: bytes, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The (counts, ids (m, 16), distances) that `pack_found` packed for n points."""
+def unpack_found(raw: bytes, n: int) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """The (counts, ids as strings, distances) that `pack_found` packed for n points."""
     counts = np.frombuffer(raw, dtype=np.int32, count=n)
     m = int(counts.sum())
-    ids = np.frombuffer(raw, dtype=np.uint8, count=16 * m, offset=4 * n).reshape(m, 16)
-    return counts, ids, np.frombuffer(raw, dtype=np.float32, count=m, offset=4 * n + 16 * m)
+    distances = np.frombuffer(raw, dtype=np.float32, count=m, offset=4 * n)
+    return counts, str(memoryview(raw)[4 * (n + m):], "ascii").split(), distances
 
 
 def _build_index(entries: list[tuple[str, Any, float, float]]) -> _Index:
@@ -444,9 +429,10 @@ class SpatialShard:
 
         One bulk STRtree query on bounding boxes for the whole batch, then the sectors' verdicts
         and one vectorised exact point-in-area test (`intersects_xy`: borders count as inside) on
-        the rest, in the tree and in the delta. Plain bytes in and out: a Ray reply's cost grows
-        with its size (64 points' answer is about 25 KB this way instead of 60 as Python
-        objects), and Ray passes bytes without pickling them, which numpy arrays are not spared."""
+        the rest, in the tree and in the delta. Plain bytes in and out: Ray passes bytes without
+        pickling them (numpy arrays and Python objects are not spared that), and the ids go as
+        the text the edge needs (64 points' answer is about 50 KB, which costs a Ray reply no
+        more than 25 KB: `python -m bench.ray_call --sizes 0 25000 51000`)."""
         self._ready()
         started = time.thread_time()
         pairs = np.frombuffer(points, dtype=np.float64).reshape(-1, 2)

@@ -58,11 +58,11 @@ def shard_of_cell(cell: Any, shard_count: int) -> Any:
 
 def shard_of_point(lat: Any, lng: Any, *, cell_deg: float, shard_count: int) -> Any:
     if isinstance(lat, float | int) and isinstance(lng, float | int):
-        return _shard_of_one_point(float(lat), float(lng), cell_deg, shard_count)
+        return shard_of_one_point(float(lat), float(lng), cell_deg, shard_count)
     return shard_of_cell(cell_of(lat, lng, cell_deg), shard_count)
 
 
-def _shard_of_one_point(lat: float, lng: float, cell_deg: float, shard_count: int) -> int:
+def shard_of_one_point(lat: float, lng: float, cell_deg: float, shard_count: int) -> int:
     # The same IEEE arithmetic as the numpy path, without numpy's per-call cost on the hot path.
     if shard_count < 1:
         raise ValueError("shard_count must be at least 1")

@@ -9,11 +9,13 @@ The index is a shapely 2 STRtree over every area the shard owns, plus a delta (a
 since the build) and tombstones (tree entries since replaced or deleted). Each area also keeps,
 worked out when the tree is built, a centre inside it and for 32 angular sectors around that
 centre a distance within which the sector is all inside the area and one beyond which it is all
-outside (`_sectors`). A candidate point decided by those skips GEOS's exact test, which only
-about a fifth of the bounding-box candidates still need on round-ish areas. Queries consult
-all three, so writes are visible at once. When the delta grows past `spatial_rebuild_delta`, a new
-tree is built in a worker thread from a snapshot and swapped in with one synchronous assignment
-on the event loop, so no request ever sees a half-built index.
+outside (`_sectors`), and its rings' vertices. One compiled pass (actors/spatial_kernels.py)
+gives every bounding-box candidate its verdict: the sectors decide about four in five on
+round-ish areas, the even-odd rule over the rings the rest, and GEOS's exact test is left only
+the points within a millionth of the area's radius of an edge (1 cm on a 10 km area). Queries
+consult all three, so writes are visible at once. When the delta grows past
+`spatial_rebuild_delta`, a new tree is built in a thread from a snapshot, and the next
+call swaps it in before it does anything else, so no request ever sees a half-built index.
 
 Postgres is the truth. A shard loads lazily on its first call (and again after Ray restarts
 it), in two bulk queries: bounding boxes of every area, then geometry of the ones it owns.
@@ -26,7 +28,6 @@ import asyncio
 import ctypes
 import gc
 import logging
-import math
 import os
 import threading
 import time
@@ -35,7 +36,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-import numba
 import numpy as np
 import ray
 import shapely
@@ -54,9 +54,9 @@ log = logging.getLogger("spotless.actors.spatial")
 class _Index:
     """One built STRtree and what its positions mean. Never mutated except `tombstoned`.
 
-    Every per-area column is one-dimensional (or a flat run of SECTORS values per area), so a
-    batch's candidates are gathered with one `take` each: numpy's two-dimensional fancy indexing
-    costs five to ten times as much, and it was a third of a query's time."""
+    The columns `_covering` gathers in numpy are one-dimensional, one `take` each: numpy's
+    two-dimensional fancy indexing costs five to ten times as much (a batch's 1,800 ids: 23 µs
+    from an (n, 16) array, 2 as one value each)."""
 
     tree: shapely.STRtree
     geometries: np.ndarray  # the tree's geometries, by tree position
@@ -64,13 +64,15 @@ class _Index:
     rep_lat: np.ndarray  # a point inside each area (the distance is measured to it), in radians
     rep_lng: np.ndarray
     rep_cos: np.ndarray  # cos(rep_lat)
-    centre: np.ndarray  # (n, 2) float64 x, y: a point inside each area that the sectors are drawn around
-    bounds: np.ndarray  # (n * SECTORS, 2) float32: area i's sector k at row i * SECTORS + k, the squared
-    # distances from the centre within which all is inside and beyond which all is outside (one
-    # cache line for both: a batch's candidates are scattered over the index, and memory waits
-    # were most of `_decide`'s time when the two sat in separate arrays)
+    # What `decide` reads, compact because a batch's candidates are scattered over the index
+    # and waiting on memory is most of its time:
+    frame: np.ndarray  # (n, 3) float64: the centre's x, y (a point inside the area), and the quantum
+    # its sector bounds count in (squared degrees; inf for an area the sectors cannot judge)
+    bounds: np.ndarray  # (n * SECTORS, 2) uint8: area i's sector k at row i * SECTORS + k, in quanta, the
+    # squared distance from the centre within which all is inside (rounded down) and beyond which
+    # all is outside (rounded up): 64 bytes an area, one cache line, against 256 as float32
     vertex_start: np.ndarray  # (n + 1,) int64: area i's rings are rows vertex_start[i]:vertex_start[i + 1] of
-    vertices: np.ndarray  # (v, 2) float64 x, y: every ring closed, a NaN row after each
+    vertices: np.ndarray  # (v, 2) float32 x, y less the area's centre: every ring closed, a NaN row after each
     position: dict[str, int] = field(default_factory=dict)
     tombstoned: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
@@ -86,7 +88,7 @@ _THIN = 1e-7  # degrees (about 1 cm): an area narrower than this around its cent
 
 def _sector_floor(angle: np.ndarray) -> np.ndarray:
     """The sector an angle (radians, from atan2) falls in, before wrapping to 0..SECTORS-1: the
-    one numbering both the edges' spans (built) and the points (`_decide`, the same arithmetic
+    one numbering both the edges' spans (built) and the points (`decide`, the same arithmetic
     on one number at a time) are put in."""
     return np.floor((angle + np.pi) * (SECTORS / (2 * np.pi))).astype(np.int64)
 
@@ -105,13 +107,13 @@ def _sectors(geometries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     leaves about a fifth of the bounding-box candidates to the exact test, which was four
     fifths of a query's cost when every candidate had it.
 
-    Also every area's rings as `_decide` walks them: (n + 1,) row offsets and (v, 2) vertices,
-    each ring closed and followed by a NaN row."""
+    Also every area's rings as `decide` walks them: (n + 1,) row offsets and (v, 2) float32
+    vertices relative to the centre, each ring closed and followed by a NaN row."""
     n = len(geometries)
     centre = np.zeros((n, 2), dtype=np.float64)
     bounds = np.zeros((n, SECTORS, 2), dtype=np.float32)
     if not n:
-        return centre, bounds, np.zeros(1, dtype=np.int64), np.zeros((0, 2), dtype=np.float64)
+        return centre, bounds, np.zeros(1, dtype=np.int64), np.zeros((0, 2), dtype=np.float32)
     points = shapely.centroid(geometries)
     outside = ~shapely.contains(geometries, points)
     if outside.any():
@@ -150,75 +152,40 @@ def _sectors(geometries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     bounds[:, :, 1] = outer * _OUTER_GROW
     # Rings one after another (get_rings keeps areas in order), a NaN row after each.
     row = np.arange(len(xy)) + ring_of  # each ring's rows shifted past the separators before it
-    vertices = np.full((len(xy) + len(rings), 2), np.nan)
-    vertices[row] = xy
+    vertices = np.full((len(xy) + len(rings), 2), np.nan, dtype=np.float32)
+    of_vertex = part_owner[ring_part[ring_of]]
+    vertices[row] = xy - centre[of_vertex]
     owner = np.full(len(vertices), -1, dtype=np.int64)
-    owner[row] = part_owner[ring_part[ring_of]]
+    owner[row] = of_vertex
     owner = np.maximum.accumulate(owner)  # a separator belongs to the area of the ring before it
     vertex_start = np.searchsorted(owner, np.arange(n + 1)).astype(np.int64)
     return centre, bounds, vertex_start, vertices
 
 
-NEAR = 1e-9  # degrees (0.1 mm): a point this near an edge is left to GEOS, whose borders count as inside
+def _quantised(centre: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`_sectors`' centres and float32 bounds as `_Index.frame` and `_Index.bounds`: each area's
+    bounds in 255ths of its largest outer bound, inner ones rounded down and outer ones up, so
+    that either still only ever says what is sure (a band 0.2% of the radius wider, at most)."""
+    n = len(centre)
+    inner, outer = bounds[:, :, 0].astype(np.float64), bounds[:, :, 1].astype(np.float64)
+    judged = np.isfinite(outer).all(axis=1)  # thin areas have (0, inf) everywhere: always open
+    scale = np.where(judged, outer.max(axis=1, initial=0.0, where=np.isfinite(outer)), np.inf)
+    scale[judged & (scale <= 0)] = np.inf
+    unit = np.where(np.isfinite(scale), scale, 1.0)[:, None]
+    q_in = np.clip(np.floor(inner / unit * 255), 0, 255)
+    q_out = np.clip(np.ceil(outer / unit * 255), 0, 255)
+    q_out[~np.isfinite(q_out)] = 255
+    frame = np.empty((n, 3), dtype=np.float64)
+    frame[:, :2] = centre
+    frame[:, 2] = scale / 255
+    packed = np.empty((n * SECTORS, 2), dtype=np.uint8)
+    packed[:, 0], packed[:, 1] = q_in.ravel(), q_out.ravel()
+    return frame, packed
 
 
-@numba.njit(cache=True, nogil=True)
-def _decide(pos: np.ndarray, x: np.ndarray, y: np.ndarray, tombstoned: np.ndarray, centre: np.ndarray,
-            bounds: np.ndarray, vertex_start: np.ndarray, vertices: np.ndarray) -> np.ndarray:
-    """For candidate pairs (area at tree position `pos[i]`, point x[i], y[i]): 1 inside, 0
-    outside (or tombstoned), 2 within `NEAR` of an edge, for GEOS's exact test.
-
-    Compiled (numba): the sectors decide most pairs; the rest walk the area's edges with the
-    even-odd rule, which for a valid area (what `check_service_area` lets in) agrees with GEOS
-    wherever a point is not on or next to the border. Done in numpy, the same was thirty array
-    operations a batch, and GEOS's call per open pair cost about a microsecond. Three passes, so
-    that the scattered reads of the first two run without branches waiting between them."""
-    n = len(pos)
-    r2 = np.empty(n)
-    flat = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        p = pos[i]
-        dx, dy = x[i] - centre[p, 0], y[i] - centre[p, 1]
-        r2[i] = dx * dx + dy * dy
-        flat[i] = p * SECTORS + int(math.floor((math.atan2(dy, dx) + math.pi) * (SECTORS / (2 * math.pi)))) % SECTORS
-    out = np.zeros(n, dtype=np.int8)
-    for i in range(n):
-        f = flat[i]
-        out[i] = 1 if r2[i] < bounds[f, 0] else (0 if r2[i] > bounds[f, 1] else 3)
-        if tombstoned[pos[i]]:
-            out[i] = 0
-    for i in range(n):
-        if out[i] == 3:
-            out[i] = _even_odd(x[i], y[i], vertices, vertex_start[pos[i]], vertex_start[pos[i] + 1])
-    return out
-
-
-@numba.njit(cache=True, nogil=True)
-def _even_odd(px: float, py: float, vertices: np.ndarray, start: int, end: int) -> int:
-    """1 if the point is inside the rings in vertices[start:end] by the even-odd rule, 0 if
-    outside, 2 if within `NEAR` of an edge. An edge whose rows the point's y misses by more than
-    `NEAR` can neither be crossed nor be near: two comparisons rule out most edges."""
-    inside = False
-    for k in range(start, end - 1):
-        y0, y1 = vertices[k, 1], vertices[k + 1, 1]
-        if (py < y0 - NEAR and py < y1 - NEAR) or (py > y0 + NEAR and py > y1 + NEAR):
-            continue  # also the gap between two rings: NaN compares false, so that test is next
-        x0, x1 = vertices[k, 0], vertices[k + 1, 0]
-        if math.isnan(y0) or math.isnan(y1):
-            continue
-        ex, ey, wx, wy = x1 - x0, y1 - y0, px - x0, py - y0
-        along, length2 = wx * ex + wy * ey, ex * ex + ey * ey
-        if along <= 0:
-            near = wx * wx + wy * wy <= NEAR * NEAR
-        elif along >= length2:
-            near = (px - x1) ** 2 + (py - y1) ** 2 <= NEAR * NEAR
-        else:
-            near = (wx * ey - wy * ex) ** 2 <= NEAR * NEAR * length2
-        if near:
-            return 2
-        if (y0 > py) != (y1 > py) and (wx * ey - wy * ex > 0) != (ey > 0):
-            inside = not inside  # the edge crosses the horizontal line to the point's right
-    return 1 if inside else 0
+NEAR = 1e-6  # of an area's radius: a point this near one of its edges is left to GEOS (borders count as
+# inside there), which also covers the float32 vertices' rounding (6e-8 of the radius at most)
+NEAR_MIN = 1e-9  # degrees (0.1 mm), for tiny areas
 
 
 ID_WIDTH = 37  # an id as the shards keep and send it: its 36 characters of canonical text and a space
@@ -250,13 +217,14 @@ def _build_index(entries: list[tuple[str, Any, float, float]]) -> _Index:
     geometries = np.empty(len(entries), dtype=object)
     geometries[:] = [e[1] for e in entries]
     centre, bounds, vertex_start, vertices = _sectors(geometries)
+    frame, packed = _quantised(centre, bounds)
     rep_lat = np.radians(np.array([e[2] for e in entries], dtype=np.float64))
     return _Index(
         tree=shapely.STRtree(geometries), geometries=geometries,
         ids=_id_array([e[0] for e in entries]),
         rep_lat=rep_lat, rep_lng=np.radians(np.array([e[3] for e in entries], dtype=np.float64)),
         rep_cos=np.cos(rep_lat),
-        centre=centre, bounds=bounds.reshape(-1, 2),
+        frame=frame, bounds=packed,
         vertex_start=vertex_start, vertices=vertices,
         position={e[0]: i for i, e in enumerate(entries)},
         tombstoned=np.zeros(len(entries), dtype=bool),
@@ -284,10 +252,13 @@ class _Batch:
 def _covering(index: _Index, batch: _Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(point index, id, distance in metres to the area's representative point) of every live
     area in `index` covering a point, ordered by point: bounding-box candidates from the tree,
-    `_decide`'s verdicts on those, then GEOS's exact test on the few next to a border."""
+    `decide`'s verdicts on those, then GEOS's exact test on the few by a border."""
+    # Imported here: only the processes that query an index load numba.
+    from actors.spatial_kernels import decide
+
     which, pos = index.tree.query(batch.points)
     x, y = batch.lng.take(which), batch.lat.take(which)
-    verdict = _decide(pos, x, y, index.tombstoned, index.centre, index.bounds, index.vertex_start, index.vertices)
+    verdict = decide(pos, x, y, index.tombstoned, index.frame, index.bounds, index.vertex_start, index.vertices)
     near = np.flatnonzero(verdict == 2)
     if len(near):
         verdict[near] = shapely.intersects_xy(index.geometries.take(pos[near]), x[near], y[near])
@@ -385,8 +356,8 @@ class SpatialShard:
     shards: it never waits on I/O while serving (a load or a catch-up reads PostgreSQL in a
     short-lived event loop of its own, and a rebuild runs in a thread), and Ray runs a plain
     method for far less than an async one: 425 µs of the actor's CPU per empty call against 690
-    here, and 1,100 round trips a second against 880 (docs/decisions/0003). On the hot path
-    that is a fifth of a search's cost."""
+    here, and 1,100 round trips a second against 880 (docs/decisions/0003). That alone took
+    `bench.spatial`'s 64 clients from 15,979 searches a second to 20,354."""
 
     def __init__(self, settings: Settings, shard: int, shard_count: int) -> None:
         shard_process_started()
@@ -419,6 +390,7 @@ class SpatialShard:
         self.areas = {e[0]: (r[2], e) for r, e in zip(rows, entries, strict=True)}
         self.index = _build_index(entries)
         self.delta, self.delta_index = {}, None
+        _covering(self.index, _Batch.of(np.zeros(1), np.zeros(1)))  # numba's compiled code, loaded now
         del rows, geometries
         _return_freed_memory()
         log.info("spatial shard %d/%d loaded %d areas", self.shard, self.shard_count, len(entries))

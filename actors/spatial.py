@@ -373,6 +373,9 @@ class SpatialShard:
         self.built: _Index | None = None  # what the rebuild thread made, until a call adopts it
         self.loaded = False
         self.served = _Served()
+        # numba and the compiled kernel (from its cache, or compiled on a new machine), now rather
+        # than in the first search
+        _covering(self.index, _Batch.of(np.zeros(1), np.zeros(1)))
 
     def _ready(self) -> None:
         """Every call's first step: load on the first call (and after Ray restarted the
@@ -390,7 +393,6 @@ class SpatialShard:
         self.areas = {e[0]: (r[2], e) for r, e in zip(rows, entries, strict=True)}
         self.index = _build_index(entries)
         self.delta, self.delta_index = {}, None
-        _covering(self.index, _Batch.of(np.zeros(1), np.zeros(1)))  # numba's compiled code, loaded now
         del rows, geometries
         _return_freed_memory()
         log.info("spatial shard %d/%d loaded %d areas", self.shard, self.shard_count, len(entries))

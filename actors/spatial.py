@@ -253,7 +253,9 @@ def _covering(index: _Index, batch: _Batch) -> tuple[np.ndarray, np.ndarray, np.
     """(point index, id, distance in metres to the area's representative point) of every live
     area in `index` covering a point, ordered by point: bounding-box candidates from the tree,
     `decide`'s verdicts on those, then GEOS's exact test on the few by a border."""
-    # Imported here: only the processes that query an index load numba.
+    # Imported here, on a shard's first search: only processes that search load numba and the
+    # compiled kernel (half a second; 1.4 s when it compiles, the first time on a machine),
+    # next to the load from PostgreSQL that any shard's first call waits for anyway.
     from actors.spatial_kernels import decide
 
     which, pos = index.tree.query(batch.points)
@@ -352,12 +354,16 @@ def _owned(settings: Settings, boxes: list[asyncpg.Record], shard: int, shard_co
 
 @ray.remote
 class SpatialShard:
-    """A synchronous actor that runs one call at a time (`max_concurrency=1`), unlike the other
-    shards: it never waits on I/O while serving (a load or a catch-up reads PostgreSQL in a
-    short-lived event loop of its own, and a rebuild runs in a thread), and Ray runs a plain
-    method for far less than an async one: 425 µs of the actor's CPU per empty call against 690
-    here, and 1,100 round trips a second against 880 (docs/decisions/0003). That alone took
-    `bench.spatial`'s 64 clients from 15,979 searches a second to 20,354."""
+    """A synchronous actor, unlike the other shards: it never waits on I/O while it serves, and
+    Ray runs a plain method for far less than an async one: 425 µs of the actor's CPU per empty
+    call against 690 here, and 1,100 round trips a second against 880 (docs/decisions/0003).
+    That alone took `bench.spatial`'s 64 clients from 15,979 searches a second to 20,354.
+
+    Two threads (`max_concurrency=2`) and one lock around the state: every call holds the lock
+    while it reads or changes the index, so they take turns as one thread would, but a
+    catch-up reads PostgreSQL (in a short-lived event loop of its own) without it, so searches
+    go on meanwhile, as they did on the async shard. A load holds it (there is nothing to
+    search before), and a rebuild builds in a thread of its own, adopted by the next call."""
 
     def __init__(self, settings: Settings, shard: int, shard_count: int) -> None:
         shard_process_started()
@@ -373,13 +379,12 @@ class SpatialShard:
         self.built: _Index | None = None  # what the rebuild thread made, until a call adopts it
         self.loaded = False
         self.served = _Served()
-        # numba and the compiled kernel (from its cache, or compiled on a new machine), now rather
-        # than in the first search
-        _covering(self.index, _Batch.of(np.zeros(1), np.zeros(1)))
+        self.lock = threading.Lock()
 
     def _ready(self) -> None:
-        """Every call's first step: load on the first call (and after Ray restarted the
-        process; calls that arrive meanwhile wait in Ray's queue), and adopt a finished rebuild."""
+        """Every call's first step, under the lock: load on the first call (and after Ray
+        restarted the process; calls that arrive meanwhile wait for the lock), and adopt a
+        finished rebuild."""
         if not self.loaded:
             self._load()
             self.loaded = True
@@ -408,7 +413,11 @@ class SpatialShard:
 
     def apply(self, changes: list[tuple[str, int, str | None]]) -> int:
         """Apply (cleaner_id, version, geojson or None for deleted); older versions are ignored."""
-        self._ready()
+        with self.lock:
+            self._ready()
+            return self._apply(changes)
+
+    def _apply(self, changes: list[tuple[str, int, str | None]]) -> int:
         applied = 0
         new = [c for c in changes if c[0] not in self.areas or self.areas[c[0]][0] < c[1]]
         geometries = shapely.from_geojson([c[2] for c in new if c[2] is not None])
@@ -470,62 +479,70 @@ class SpatialShard:
         point, their cleaner ids and the distance in metres from the point to each area's
         representative point.
 
-        One bulk STRtree query on bounding boxes for the whole batch, then the sectors' verdicts
-        and one vectorised exact point-in-area test (`intersects_xy`: borders count as inside) on
-        the rest, in the tree and in the delta. Plain bytes in and out: Ray passes bytes without
+        One bulk STRtree query on bounding boxes for the whole batch, then one compiled pass for
+        the candidates' verdicts (`_covering`; borders count as inside, as GEOS says), in the
+        tree and in the delta. Plain bytes in and out: Ray passes bytes without
         pickling them (numpy arrays and Python objects are not spared that), and the ids go as
         the text the edge needs (64 points' answer is about 50 KB, which costs a Ray reply no
         more than 25 KB: `python -m bench.ray_call --sizes 0 25000 51000`)."""
-        self._ready()
-        started = time.thread_time()
-        pairs = np.frombuffer(points, dtype=np.float64).reshape(-1, 2)
-        batch = _Batch.of(np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1]))
-        if self.delta and self.delta_index is None:
-            self.delta_index = _build_index(list(self.delta.values()))
-        parts = [_covering(index, batch)
-                 for index in (self.index, self.delta_index if self.delta else None) if index is not None]
-        which, ids, distance = (np.concatenate(column) for column in zip(*parts, strict=True))
-        if len(parts) > 1 and len(which) > 1:
-            order = np.argsort(which, kind="stable")
-            which, ids, distance = which[order], ids[order], distance[order]
-        self.served += (1, len(pairs), time.thread_time() - started)
+        with self.lock:
+            self._ready()
+            started = time.thread_time()
+            pairs = np.frombuffer(points, dtype=np.float64).reshape(-1, 2)
+            batch = _Batch.of(np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1]))
+            if self.delta and self.delta_index is None:
+                self.delta_index = _build_index(list(self.delta.values()))
+            parts = [_covering(index, batch)
+                     for index in (self.index, self.delta_index if self.delta else None) if index is not None]
+            which, ids, distance = (np.concatenate(column) for column in zip(*parts, strict=True))
+            if len(parts) > 1 and len(which) > 1:
+                order = np.argsort(which, kind="stable")
+                which, ids, distance = which[order], ids[order], distance[order]
+            self.served += (1, len(pairs), time.thread_time() - started)
         return pack_found(np.bincount(which, minlength=len(pairs)), ids, distance)
 
     def stats(self) -> dict[str, Any]:
-        self._ready()
-        return {"shard": self.shard, "areas": sum(1 for _, e in self.areas.values() if e[1] is not None),
-                "tree": len(self.index.ids), "delta": len(self.delta),
-                "tombstones": int(self.index.tombstoned.sum()),
-                "rebuilding": self.rebuilding is not None,
-                "find_calls": self.served.calls, "find_points": self.served.points,
-                "find_cpu_s": self.served.cpu_s}
+        with self.lock:
+            self._ready()
+            return {"shard": self.shard, "areas": sum(1 for _, e in self.areas.values() if e[1] is not None),
+                    "tree": len(self.index.ids), "delta": len(self.delta),
+                    "tombstones": int(self.index.tombstoned.sum()),
+                    "rebuilding": self.rebuilding is not None,
+                    "find_calls": self.served.calls, "find_points": self.served.points,
+                    "find_cpu_s": self.served.cpu_s}
 
     def rebuild_now(self) -> None:
         """Build a fresh tree and wait for it (tests, operators)."""
-        self._ready()
-        self._schedule_rebuild()
-        assert self.rebuilding is not None
-        self.rebuilding.join()
-        self._adopt()
+        with self.lock:
+            self._ready()
+            self._schedule_rebuild()
+            building = self.rebuilding
+        assert building is not None
+        building.join()
+        with self.lock:
+            self._ready()  # adopts it, unless a call did already
 
     def catch_up(self) -> int:
         """Make this shard agree with PostgreSQL again: areas changed since it loaded, deleted,
         or moved out of its cells (a rebalance calls it, so a change committed while processes
         switched layouts is not missed). One query of bounding boxes and versions, one of the
         changed geometries; returns how many changes were applied."""
-        self._ready()
-        owned, rows = asyncio.run(_read_changed(self.settings, self.shard, self.shard_count,
-                                                {cid: version for cid, (version, _) in self.areas.items()}))
-        changes: list[tuple[str, int, str | None]] = [(r[0], r[1], r[2]) for r in rows]
-        # Gone from here: a deletion one version on, which any later real change outranks.
-        changes += [(cid, version + 1, None) for cid, (version, entry) in self.areas.items()
-                    if entry[1] is not None and cid not in owned]
-        return self.apply(changes) if changes else 0
+        with self.lock:
+            self._ready()
+            versions = {cid: version for cid, (version, _) in self.areas.items()}
+        owned, rows = asyncio.run(_read_changed(self.settings, self.shard, self.shard_count, versions))
+        with self.lock:
+            changes: list[tuple[str, int, str | None]] = [(r[0], r[1], r[2]) for r in rows]
+            # Gone from here: a deletion one version on, which any later real change outranks.
+            changes += [(cid, version + 1, None) for cid, (version, entry) in self.areas.items()
+                        if entry[1] is not None and cid not in owned]
+            return self._apply(changes) if changes else 0
 
     def describe(self) -> dict[str, Any]:
         """What `spotless actors status` shows: areas held, and where this process runs."""
-        self._ready()
-        return {"entities": sum(1 for _, e in self.areas.values() if e[1] is not None), **process_facts()}
+        with self.lock:
+            self._ready()
+            return {"entities": sum(1 for _, e in self.areas.values() if e[1] is not None), **process_facts()}
 
     def pid(self) -> int:
         return os.getpid()
@@ -536,5 +553,5 @@ def spatial_shard(settings: Settings, shard: int, *, count: int | None = None, p
     created on first use."""
     count = count or settings.spatial_shards
     name = shard_name(prefix or settings.spatial_shard_prefix, shard, count)
-    return SpatialShard.options(**shard_options(settings, name, max_concurrency=1)).remote(  # type: ignore[attr-defined]
+    return SpatialShard.options(**shard_options(settings, name, max_concurrency=2)).remote(  # type: ignore[attr-defined]
         settings, shard, count)

@@ -21,7 +21,7 @@ from actors.presence import presence_shard
 from actors.spatial import spatial_shard, unpack_found
 from core.batching import Coalescer
 from core.settings import Settings
-from core.sharding import shard_of_cleaner, shard_of_one_point, shard_of_point, shards_of_box
+from core.sharding import shard_of_cleaner, shard_of_one_point, shards_of_box
 from storage.shard_layout import Layout
 
 
@@ -63,7 +63,7 @@ class SpatialClient:
 
     def shard_of(self, lat: float, lng: float, count: int | None = None) -> int:
         count = count or self.layouts.last_seen(self.kind, self.prefix).shard_count
-        return int(shard_of_point(lat, lng, cell_deg=self.settings.spatial_cell_deg, shard_count=count))
+        return shard_of_one_point(float(lat), float(lng), self.settings.spatial_cell_deg, count)
 
     async def find(self, lat: float, lng: float) -> list[tuple[str, float]]:
         """(cleaner_id, distance_m to the area's representative point) for every covering area."""

@@ -87,15 +87,17 @@ class Layouts:
         but the few that read, without a coroutine (the search path asks it per request)."""
         key = (kind, prefix)
         layout = self.known.get(key)
-        if layout is None or (self.from_database and time.monotonic() - self.read_at.get(key, 0.0) > REFRESH_S):
-            return None
-        return layout
+        return None if layout is None or self._due(key) else layout
+
+    def _due(self, key: tuple[str, str]) -> bool:
+        """Whether a layout read from PostgreSQL is old enough to be read again."""
+        return self.from_database and time.monotonic() - self.read_at.get(key, 0.0) > REFRESH_S
 
     async def get(self, kind: str, prefix: str) -> Layout:
         key = (kind, prefix)
         layout = self.known.get(key)
         if layout is not None:
-            if self.from_database and time.monotonic() - self.read_at.get(key, 0.0) > REFRESH_S:
+            if self._due(key):
                 self.read_at[key] = time.monotonic()
                 task = asyncio.get_running_loop().create_task(self._reread(key))
                 self.refreshing.add(task)

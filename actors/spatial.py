@@ -173,8 +173,7 @@ def _quantised(centre: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.n
     scale[judged & (scale <= 0)] = np.inf
     unit = np.where(np.isfinite(scale), scale, 1.0)[:, None]
     q_in = np.clip(np.floor(inner / unit * 255), 0, 255)
-    q_out = np.clip(np.ceil(outer / unit * 255), 0, 255)
-    q_out[~np.isfinite(q_out)] = 255
+    q_out = np.clip(np.ceil(outer / unit * 255), 0, 255)  # a thin area's inf outer bounds clip to 255
     frame = np.empty((n, 3), dtype=np.float64)
     frame[:, :2] = centre
     frame[:, 2] = scale / 255

@@ -20,7 +20,9 @@ sender, over REST or (`--via socket`) over the sender's socket, and measures:
 
 The sockets are `bench.lean_socket.LeanSocket`s: one asyncio protocol each, frames timed and
 handled as they arrive, so the load generator takes as little as it can of the cores it shares
-with the stack and adds as little as it can to the latency it measures.
+with the stack and adds as little as it can to the latency it measures. REST sends go the same
+way through `bench.lean_http.LeanPool` (keep-alive connections, a request written as bytes, the
+answer parsed as it arrives); `--rest-client aiohttp` sends them with aiohttp instead.
 
 The baseline, in the same run and on the same sockets, is the same traffic at a trickle
 (`--baseline-rate`): what one message costs when nothing queues. The load average is printed
@@ -54,6 +56,7 @@ import psutil
 import ray
 
 from actors.conversations import SLOW_WRITE_MS
+from bench.lean_http import LeanPool
 from bench.lean_socket import LeanSocket
 from bench.stack import (
     Conversation,
@@ -179,12 +182,15 @@ def on_frame(listener: Listener, run_of: list[Run], raw: str, now: float) -> Non
 
 
 async def drive(url: str, conversations: list[Conversation], run: Run, *, rate: float, seconds: float,
-                offset: int, senders: dict[tuple[str, int], Listener] | None = None) -> float:
+                offset: int, senders: dict[tuple[str, int], Listener] | None = None,
+                rest_client: str = "lean") -> float:
     """Send at `rate` messages/s for `seconds` (open loop); returns the window's length. With
     `senders` (each party's socket) the sends go over the socket as `client-chat-message` and
-    are acknowledged by `chat.sent` on it; otherwise over REST."""
+    are acknowledged by `chat.sent` on it; otherwise over REST, with `bench/lean_http.py`'s pool
+    or (`rest_client="aiohttp"`) aiohttp's."""
     connector = aiohttp.TCPConnector(limit=512)
     tasks: list[asyncio.Task[None]] = []
+    pool = LeanPool(url, limit=512)
     async with aiohttp.ClientSession(base_url=url, connector=connector) as http:
 
         def send_over_socket(n: int) -> None:
@@ -199,6 +205,27 @@ async def drive(url: str, conversations: list[Conversation], run: Run, *, rate: 
                 "event": "client-chat-message", "channel": f"presence-conversation.{conversation.id}",
                 "data": {"client_msg_id": key[1], "body": f"hello {n}"}}))
 
+        def answered(key: tuple[str, str], status: int, body: bytes, now: float) -> None:
+            try:
+                if status == 201:
+                    run.ack_ms.append((now - run.sent[key][0]) * 1000)
+                    run.acked[key] = json.loads(body)["data"]["seq"]
+                    return
+                raise RuntimeError(f"{status}: {body[:200]!r}")
+            except Exception as exc:
+                run.failed += 1
+                run.first_error = run.first_error or repr(exc)[:300]
+
+        def send_lean(n: int) -> None:
+            conversation = conversations[n % len(conversations)]
+            party = (n // len(conversations)) % 2
+            key = (conversation.id, f"b{offset + n}")
+            run.sent[key] = (time.perf_counter(), party)
+            pool.post_json(f"/api/v1/conversations/{conversation.id}/messages",
+                           {"client_msg_id": key[1], "body": f"hello {n}"},
+                           lambda status, body, now: answered(key, status, body, now),
+                           token=conversation.tokens[party])
+
         async def send_one(n: int) -> None:
             conversation = conversations[n % len(conversations)]
             party = (n // len(conversations)) % 2
@@ -208,12 +235,8 @@ async def drive(url: str, conversations: list[Conversation], run: Run, *, rate: 
                 async with http.post(f"/api/v1/conversations/{conversation.id}/messages",
                                      headers={"Authorization": f"Bearer {conversation.tokens[party]}"},
                                      json={"client_msg_id": key[1], "body": f"hello {n}"}) as response:
-                    body = await response.json()
-                    if response.status == 201:
-                        run.ack_ms.append((time.perf_counter() - run.sent[key][0]) * 1000)
-                        run.acked[key] = body["data"]["seq"]
-                        return
-                    raise RuntimeError(f"{response.status}: {body}")
+                    body = await response.read()
+                    answered(key, response.status, body, time.perf_counter())
             except Exception as exc:
                 run.failed += 1
                 run.first_error = run.first_error or repr(exc)[:300]
@@ -221,16 +244,22 @@ async def drive(url: str, conversations: list[Conversation], run: Run, *, rate: 
         started = time.perf_counter()
         issued = 0
         total = int(rate * seconds)
-        while issued < total:
-            due = min(total, int((time.perf_counter() - started) * rate) + 1)
-            for n in range(issued, due):
-                if senders is not None:  # a socket send is written at once: no task needed
-                    send_over_socket(n)
-                else:
-                    tasks.append(asyncio.get_running_loop().create_task(send_one(n)))
-            issued = due
-            await asyncio.sleep(0.002)
-        await asyncio.gather(*tasks)
+        try:
+            while issued < total:
+                due = min(total, int((time.perf_counter() - started) * rate) + 1)
+                for n in range(issued, due):
+                    if senders is not None:  # a socket send is written at once: no task needed
+                        send_over_socket(n)
+                    elif rest_client == "lean":
+                        send_lean(n)
+                    else:
+                        tasks.append(asyncio.get_running_loop().create_task(send_one(n)))
+                issued = due
+                await asyncio.sleep(0.002)
+            await asyncio.gather(*tasks)
+            await pool.drain()
+        finally:
+            pool.close()
         return time.perf_counter() - started
 
 
@@ -344,7 +373,8 @@ async def one_size(args: argparse.Namespace, url: str, app: RealtimeApp, convers
         before = await shard_stats(settings)
         cpu_before = cpu_seconds(edge_pid)
         senders = {(lst.conversation.id, lst.party): lst for lst in listeners} if args.via == "socket" else None
-        window = await drive(url, conversations, run, rate=rate, seconds=seconds, offset=offset, senders=senders)
+        window = await drive(url, conversations, run, rate=rate, seconds=seconds, offset=offset, senders=senders,
+                             rest_client=args.rest_client)
         offset += int(rate * seconds) + 1
         await settle(run)
         after = await shard_stats(settings)
@@ -410,7 +440,8 @@ async def main(args: argparse.Namespace) -> None:
         await open_database(settings)
         cleanups.append(close_database)
         app = parse_apps(settings.realtime_apps)[0]
-        print(f"chat end to end against {url}: sends over {args.via}, {args.edge_workers} edge worker(s), "
+        via = f"rest ({args.rest_client} client)" if args.via == "rest" else args.via
+        print(f"chat end to end against {url}: sends over {via}, {args.edge_workers} edge worker(s), "
               f"{args.shards} conversation shards, "
               f"{args.seconds:.0f} s at {args.rate:.0f} msg/s after {args.baseline_seconds:.0f} s at "
               f"{args.baseline_rate:.0f} msg/s (baseline); load average {os.getloadavg()[0]:.1f}")
@@ -439,6 +470,8 @@ if __name__ == "__main__":
                         help="Sanic workers of the edge this bench starts (production runs one per core)")
     parser.add_argument("--via", choices=["rest", "socket"], default="rest",
                         help="send over REST (POST .../messages) or the socket (client-chat-message)")
+    parser.add_argument("--rest-client", choices=["lean", "aiohttp"], default="lean",
+                        help="with --via rest: bench/lean_http.py's keep-alive pool, or aiohttp's")
     parser.add_argument("--url", default="", help="a running stack's edge (DATABASE_URL: its database)")
     parser.add_argument("--edge-pid", type=int, default=None, help="with --url: the edge's pid, for memory")
     asyncio.run(main(parser.parse_args()))

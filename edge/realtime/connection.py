@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import json
 import logging
 import time
@@ -153,11 +155,19 @@ class Connection:
     def is_member(self, user_id: str) -> bool:
         return any(member is not None and member.user_id == user_id for member in self.channels.values())
 
+    def activity_due(self) -> float:
+        """When `check_activity` next has something to do (time.monotonic()): the activity
+        timeout after the last frame heard, or the pong timeout after an unanswered ping. Only
+        ever later than it was, as frames arrive."""
+        if self.ping_sent_at is None:
+            return self.heard_at + self.settings.realtime_activity_timeout_s
+        return self.ping_sent_at + self.settings.realtime_pong_timeout_s
+
     def check_activity(self, now: float) -> None:
-        """Called by the worker's sweeper (`watch_activity`): ping a socket that has been quiet
-        for the activity timeout; close one that then stays quiet for the pong timeout. One
-        sweeper for all sockets instead of a timer per frame read, which cost more than the
-        frame itself with thousands of sockets."""
+        """Called by the worker's sweeper (`watch_activity`) once `activity_due()` has come:
+        ping a socket that has been quiet for the activity timeout; close one that then stays
+        quiet for the pong timeout. One sweeper for all sockets instead of a timer per frame
+        read, which cost more than the frame itself with thousands of sockets."""
         if self.ping_sent_at is None:
             if now - self.heard_at >= self.settings.realtime_activity_timeout_s:
                 self.deliver(encode("pusher:ping", {}))
@@ -329,17 +339,42 @@ SWEEP_SLICE = 250
 
 
 async def watch_activity(connections: Any, settings: Settings) -> None:
-    """The worker's one activity sweeper: every so often, each open connection checks whether
-    it is due a ping or a close (`Connection.check_activity`), `SWEEP_SLICE` at a time.
-    `connections` maps app id to the set of open connections (the hub's registry)."""
+    """The worker's one activity sweeper. Every so often it checks the open connections whose
+    `activity_due()` has come (`Connection.check_activity`: a ping, or a close), `SWEEP_SLICE`
+    at a time, and no others: they wait in a heap ordered by when they fall due, so a pass costs
+    what is due, not a visit to every socket (5,000 sockets took 4-16 ms of the worker's loop
+    every second, in slices, which held the requests and frames arriving meanwhile). A
+    connection's due time only moves later as frames arrive, so one taken from the heap too
+    early goes back with its new time. `connections` maps app id to the set of open connections
+    (the hub's registry); new ones are found by a set difference each pass, and closed ones
+    leave the heap when they come up."""
     period = max(0.05, min(1.0, settings.realtime_activity_timeout_s / 4, settings.realtime_pong_timeout_s / 4))
+    due: list[tuple[float, int, Any]] = []  # (when, tie-breaker, connection), a heap
+    order = itertools.count()
+    known: set[Any] = set()
     while True:
         await asyncio.sleep(period)
-        everyone = [(group, connection) for group in list(connections.values()) for connection in list(group)]
-        for start in range(0, len(everyone), SWEEP_SLICE):
-            if start:
+        groups = list(connections.values())
+        current: set[Any] = set().union(*groups)
+        for connection in current - known:
+            heapq.heappush(due, (connection.activity_due(), next(order), connection))
+        known = current
+        checked = 0
+        now = time.monotonic()
+        while due and due[0][0] <= now:
+            _, _, connection = heapq.heappop(due)
+            if not any(connection in group for group in groups):  # closed since it was queued
+                known.discard(connection)
+                continue
+            when = connection.activity_due()
+            if when <= now:
+                connection.check_activity(now)
+                checked += 1
+                if getattr(connection, "closing", False):
+                    continue  # being closed for a missing pong: nothing more to check
+                when = max(connection.activity_due(), now + period)
+            heapq.heappush(due, (when, next(order), connection))
+            if checked >= SWEEP_SLICE:
+                checked = 0
                 await asyncio.sleep(0)
-            now = time.monotonic()
-            for group, connection in everyone[start:start + SWEEP_SLICE]:
-                if connection in group:  # not closed while the sweeper let others run
-                    connection.check_activity(now)
+                now = time.monotonic()

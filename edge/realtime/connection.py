@@ -370,7 +370,7 @@ async def watch_activity(connections: Any, settings: Settings) -> None:
             if when <= now:
                 connection.check_activity(now)
                 checked += 1
-                if getattr(connection, "closing", False):
+                if connection.closing:
                     continue  # being closed for a missing pong: nothing more to check
                 when = max(connection.activity_due(), now + period)
             heapq.heappush(due, (when, next(order), connection))

@@ -28,6 +28,7 @@ class Probe:
     def __init__(self, record: Record, due: float = 0.0) -> None:
         self.record = record
         self.due = due
+        self.closing = False
 
     def activity_due(self) -> float:
         return self.due

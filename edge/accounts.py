@@ -193,8 +193,8 @@ async def me(request: Request) -> HTTPResponse:
 async def list_tokens(request: Request) -> HTTPResponse:
     session = current_session(request)
     tokens, next_cursor = await accounts.list_tokens(
-        actor=session.user, cursor=request.args.get("cursor"), limit=parse_limit(request.args.get("limit"))
-    )
+        actor=session.user, cursor=request.args.get("cursor"), limit=parse_limit(request.args.get("limit")),
+        current=session.token)
     return json({"data": [t.public(current_id=session.token.id) for t in tokens], "next_cursor": next_cursor})
 
 

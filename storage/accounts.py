@@ -263,7 +263,11 @@ async def revoke_all_tokens(*, actor: User) -> int:
         return len(await _revoke(actor.id, reason="signed_out", using=tx))
 
 
-async def list_tokens(*, actor: User, cursor: str | None, limit: int) -> tuple[list[PersonalAccessToken], str | None]:
+async def list_tokens(*, actor: User, cursor: str | None, limit: int,
+                      current: PersonalAccessToken | None = None) -> tuple[list[PersonalAccessToken], str | None]:
+    """A page of the user's tokens, newest first. `current`, the token of the request asking,
+    lends its last use to its row: `resolve_token` records that beside the request, so the
+    database may not hold it yet."""
     after = decode_cursor(cursor)
     query = PersonalAccessToken.filter(user_id=actor.id)
     if after is not None:
@@ -272,6 +276,10 @@ async def list_tokens(*, actor: User, cursor: str | None, limit: int) -> tuple[l
         query = query.filter(id__lt=after)
     rows = await query.order_by("-id").limit(limit + 1)
     next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    if current is not None and current.last_used_at is not None:
+        for row in rows:
+            if row.id == current.id and (row.last_used_at is None or row.last_used_at < current.last_used_at):
+                row.last_used_at = current.last_used_at
     return rows[:limit], next_cursor
 
 

@@ -77,3 +77,16 @@ async def test_last_used_time_is_recorded(api, db, make_account):
             break
         await asyncio.sleep(0.05)
     assert token.last_used_at is not None and utcnow() - token.last_used_at < timedelta(minutes=1)
+
+
+async def test_a_new_tokens_first_request_lists_it_as_used_now(api, db, make_account):
+    # given a token never used before
+    account = make_account()
+    token_id = int(account.token.split("|")[0])
+    assert (await PersonalAccessToken.get(id=token_id)).last_used_at is None
+    # when its first request lists the user's tokens
+    listed = api.get("/api/v1/me/tokens", headers=account.auth)
+    # then the token's own row says it was used just now, not never
+    assert listed.status_code == 200
+    row = next(t for t in listed.json()["data"] if t["id"] == token_id)
+    assert row["current"] is True and row["last_used_at"] is not None

@@ -441,8 +441,9 @@ async def main(args: argparse.Namespace) -> None:
         cleanups.append(close_database)
         app = parse_apps(settings.realtime_apps)[0]
         via = f"rest ({args.rest_client} client)" if args.via == "rest" else args.via
-        print(f"chat end to end against {url}: sends over {via}, {args.edge_workers} edge worker(s), "
-              f"{args.shards} conversation shards, "
+        stack = ("the running stack's edge workers and conversation shards" if args.url
+                 else f"{args.edge_workers} edge worker(s), {args.shards} conversation shards")
+        print(f"chat end to end against {url}: sends over {via}, {stack}, "
               f"{args.seconds:.0f} s at {args.rate:.0f} msg/s after {args.baseline_seconds:.0f} s at "
               f"{args.baseline_rate:.0f} msg/s (baseline); load average {os.getloadavg()[0]:.1f}")
         offset = 0

@@ -43,6 +43,15 @@ class _StopRequested(Exception):
     """Ctrl-C or SIGTERM arrived while the stack was still starting."""
 
 
+def dev_conversation_shards(cores: int | None = None) -> int:
+    """How many conversation shards a one-machine stack starts with when
+    SPOTLESS_CONVERSATION_SHARDS is not set: one per four cores, at least one. On two cores,
+    four shards (the cluster default) split each edge worker's batches four ways and cost the
+    chat path twice the CPU a message (0.36 ms against 0.19, bench/README session 15), while one
+    shard carried 4,000 messages/s there. A database whose shard layout has a row keeps it."""
+    return max(1, (cores if cores is not None else os.cpu_count() or 1) // 4)
+
+
 def _say(line: str) -> None:
     print(f"spotless: {line}", flush=True)
 
@@ -232,6 +241,8 @@ def _start(settings: Settings, stack: Stack, *, seed: bool, stop_requested: thre
 
     # Built after ray.init: it exports RAY_AUTH_MODE, which the children need to join the cluster.
     env = {**os.environ, "DATABASE_URL": database_url, "NATS_URL": nats_url, "RAY_ADDRESS": ray_address}
+    if "SPOTLESS_CONVERSATION_SHARDS" not in os.environ:
+        env["SPOTLESS_CONVERSATION_SHARDS"] = str(dev_conversation_shards())
     try:
         from storage.migrate import migrate
 

@@ -322,3 +322,9 @@ def test_dev_with_a_server_that_will_not_start_says_why_in_one_line(tmp_path: Pa
     assert f"(full log: {data_dir / 'postgres.log'})" in errors[0]
     # and what it had started is stopped
     assert still_running([], [re.compile(re.escape(str(data_dir)))]) == []
+
+
+def test_a_one_machine_stack_starts_one_conversation_shard_per_four_cores():
+    from cli.dev import dev_conversation_shards
+
+    assert [dev_conversation_shards(cores) for cores in (1, 2, 4, 7, 8, 16)] == [1, 1, 1, 1, 2, 4]

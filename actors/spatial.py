@@ -25,6 +25,7 @@ This module never writes to the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import gc
 import logging
@@ -32,6 +33,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -380,6 +382,13 @@ class SpatialShard:
         self.served = _Served()
         self.lock = threading.Lock()
 
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[None]:
+        """The lock, held, with the shard ready: how every call reads or changes the state."""
+        with self.lock:
+            self._ready()
+            yield
+
     def _ready(self) -> None:
         """Every call's first step, under the lock: load on the first call (and after Ray
         restarted the process; calls that arrive meanwhile wait for the lock), and adopt a
@@ -412,8 +421,7 @@ class SpatialShard:
 
     def apply(self, changes: list[tuple[str, int, str | None]]) -> int:
         """Apply (cleaner_id, version, geojson or None for deleted); older versions are ignored."""
-        with self.lock:
-            self._ready()
+        with self._held():
             return self._apply(changes)
 
     def _apply(self, changes: list[tuple[str, int, str | None]]) -> int:
@@ -484,8 +492,7 @@ class SpatialShard:
         pickling them (numpy arrays and Python objects are not spared that), and the ids go as
         the text the edge needs (64 points' answer is about 50 KB, which costs a Ray reply no
         more than 25 KB: `python -m bench.ray_call --sizes 0 25000 51000`)."""
-        with self.lock:
-            self._ready()
+        with self._held():
             started = time.thread_time()
             pairs = np.frombuffer(points, dtype=np.float64).reshape(-1, 2)
             batch = _Batch.of(np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1]))
@@ -501,8 +508,7 @@ class SpatialShard:
         return pack_found(np.bincount(which, minlength=len(pairs)), ids, distance)
 
     def stats(self) -> dict[str, Any]:
-        with self.lock:
-            self._ready()
+        with self._held():
             return {"shard": self.shard, "areas": sum(1 for _, e in self.areas.values() if e[1] is not None),
                     "tree": len(self.index.ids), "delta": len(self.delta),
                     "tombstones": int(self.index.tombstoned.sum()),
@@ -512,22 +518,20 @@ class SpatialShard:
 
     def rebuild_now(self) -> None:
         """Build a fresh tree and wait for it (tests, operators)."""
-        with self.lock:
-            self._ready()
+        with self._held():
             self._schedule_rebuild()
             building = self.rebuilding
         assert building is not None
         building.join()
-        with self.lock:
-            self._ready()  # adopts it, unless a call did already
+        with self._held():
+            pass  # adopts it, unless a call did already
 
     def catch_up(self) -> int:
         """Make this shard agree with PostgreSQL again: areas changed since it loaded, deleted,
         or moved out of its cells (a rebalance calls it, so a change committed while processes
         switched layouts is not missed). One query of bounding boxes and versions, one of the
         changed geometries; returns how many changes were applied."""
-        with self.lock:
-            self._ready()
+        with self._held():
             versions = {cid: version for cid, (version, _) in self.areas.items()}
         owned, rows = asyncio.run(_read_changed(self.settings, self.shard, self.shard_count, versions))
         with self.lock:
@@ -539,8 +543,7 @@ class SpatialShard:
 
     def describe(self) -> dict[str, Any]:
         """What `spotless actors status` shows: areas held, and where this process runs."""
-        with self.lock:
-            self._ready()
+        with self._held():
             return {"entities": sum(1 for _, e in self.areas.values() if e[1] is not None), **process_facts()}
 
     def pid(self) -> int:

@@ -193,17 +193,27 @@ async def drive(url: str, conversations: list[Conversation], run: Run, *, rate: 
     pool = LeanPool(url, limit=512)
     async with aiohttp.ClientSession(base_url=url, connector=connector) as http:
 
-        def send_over_socket(n: int) -> None:
-            assert senders is not None
+        def message(n: int) -> tuple[Conversation, int, tuple[str, str], dict[str, str]]:
+            """The n-th send of the row: its conversation, the sending party, its key, its body;
+            timed from here."""
             conversation = conversations[n % len(conversations)]
             party = (n // len(conversations)) % 2
             key = (conversation.id, f"b{offset + n}")
             run.sent[key] = (time.perf_counter(), party)
+            return conversation, party, key, {"client_msg_id": key[1], "body": f"hello {n}"}
+
+        def failed(exc: Exception) -> None:
+            run.failed += 1
+            run.first_error = run.first_error or repr(exc)[:300]
+
+        def send_over_socket(n: int) -> None:
+            assert senders is not None
+            conversation, party, _, data = message(n)
             sender = senders[(conversation.id, party)]
             assert sender.ws is not None
             sender.ws.send(json.dumps({
                 "event": "client-chat-message", "channel": f"presence-conversation.{conversation.id}",
-                "data": {"client_msg_id": key[1], "body": f"hello {n}"}}))
+                "data": data}))
 
         def answered(key: tuple[str, str], status: int, body: bytes, now: float) -> None:
             try:
@@ -213,33 +223,23 @@ async def drive(url: str, conversations: list[Conversation], run: Run, *, rate: 
                     return
                 raise RuntimeError(f"{status}: {body[:200]!r}")
             except Exception as exc:
-                run.failed += 1
-                run.first_error = run.first_error or repr(exc)[:300]
+                failed(exc)
 
         def send_lean(n: int) -> None:
-            conversation = conversations[n % len(conversations)]
-            party = (n // len(conversations)) % 2
-            key = (conversation.id, f"b{offset + n}")
-            run.sent[key] = (time.perf_counter(), party)
-            pool.post_json(f"/api/v1/conversations/{conversation.id}/messages",
-                           {"client_msg_id": key[1], "body": f"hello {n}"},
+            conversation, party, key, data = message(n)
+            pool.post_json(f"/api/v1/conversations/{conversation.id}/messages", data,
                            lambda status, body, now: answered(key, status, body, now),
                            token=conversation.tokens[party])
 
         async def send_one(n: int) -> None:
-            conversation = conversations[n % len(conversations)]
-            party = (n // len(conversations)) % 2
-            key = (conversation.id, f"b{offset + n}")
-            run.sent[key] = (time.perf_counter(), party)
+            conversation, party, key, data = message(n)
             try:
                 async with http.post(f"/api/v1/conversations/{conversation.id}/messages",
                                      headers={"Authorization": f"Bearer {conversation.tokens[party]}"},
-                                     json={"client_msg_id": key[1], "body": f"hello {n}"}) as response:
-                    body = await response.read()
-                    answered(key, response.status, body, time.perf_counter())
+                                     json=data) as response:
+                    answered(key, response.status, await response.read(), time.perf_counter())
             except Exception as exc:
-                run.failed += 1
-                run.first_error = run.first_error or repr(exc)[:300]
+                failed(exc)
 
         started = time.perf_counter()
         issued = 0

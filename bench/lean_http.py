@@ -56,9 +56,10 @@ class LeanConnection(asyncio.Protocol):
         length = 0
         for line in head[1:]:
             name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
+            name = name.strip().lower()
+            if name == b"content-length":
                 length = int(value)
-            elif name.strip().lower() == b"transfer-encoding":
+            elif name == b"transfer-encoding":
                 raise ValueError("lean_http reads Content-Length bodies only")
         if len(buffer) < end + 4 + length:
             return

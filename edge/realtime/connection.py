@@ -364,7 +364,6 @@ async def watch_activity(connections: Any, settings: Settings) -> None:
         while due and due[0][0] <= now:
             _, _, connection = heapq.heappop(due)
             if not any(connection in group for group in groups):  # closed since it was queued
-                known.discard(connection)
                 continue
             when = connection.activity_due()
             if when <= now:
